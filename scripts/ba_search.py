@@ -15,6 +15,7 @@ p.add_argument('--betas', default='0.1:5,1:100', help='comma-separated start:end
 p.add_argument('--part', default='0/1', help='I/N: run only every N-th grid point from I (to split over processes)')
 p.add_argument('--threads', type=int, default=1)
 p.add_argument('--full', action='store_true', help='the full 36-run product')
+p.add_argument('--only', default='', help='run only grid points whose name contains this')
 a = p.parse_args()
 betas = [tuple(float(x) for x in b.split(':')) for b in a.betas.split(',')]
 # The full product is 36 runs; this machine affords about half. 'running' (distances in units of the current hard
@@ -36,7 +37,7 @@ for gi, (norm, assign, upd, (b0, b1)) in enumerate(grid):
             'quantizer': {'dist_norm': norm, 'assign': assign, 'codebook_update': upd, 'beta_start': b0, 'beta_end': b1}}
     cfg = config_from_dict(_merge(base, over))
     t0 = time.time()
-    if gi % nparts == part and not (Path(a.out) / name / 'metrics.jsonl').exists():
+    if gi % nparts == part and a.only in name and not (Path(a.out) / name / 'metrics.jsonl').exists():
         try: run(cfg, quiet=True)
         except UserError as e: print(f'{name}: {e}')
     rec = (read_metrics(Path(a.out) / name) or [{}])[-1]

@@ -1,0 +1,101 @@
+"""Sweeps and the analysis script, end to end on a tiny synthetic sweep: expansion, --list, --index, skipping finished
+runs and resuming unfinished ones, --parallel, and `scripts/analyze.py` on a sweep, on a single run, and on broken input."""
+from __future__ import annotations
+import json, subprocess, sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, _env, assert_user_error, read_metrics, tiny
+
+SWEEP, ANALYZE = REPO / 'scripts' / 'sweep.py', REPO / 'scripts' / 'analyze.py'
+
+
+def script(path, args, cwd, timeout=300):
+    return subprocess.run([sys.executable, str(path), *map(str, args)], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def sweep_file(tmp_path):
+    "A 2 quantizers x 2 seeds sweep of the tiny config, 2 epochs a run, writing under tmp_path/exp."
+    over = dict(o.split('=', 1) for o in tiny(tmp_path / 'exp', epochs=2) if not o.startswith(('quantizer.', 'train.epochs')))
+    (tmp_path / 'vq.yaml').write_text('quantizer: {type: vqema, K: 16, dim: 8}\n')
+    (tmp_path / 'ba.yaml').write_text('quantizer: {type: ba, K: 16, dim: 8, dist_norm: running, assign: hard_st, codebook_update: ema, beta_start: 10.0, beta_end: 1000.0}\n')
+    sw = {'name': 'tiny', 'epochs': 2, 'grid': {'config': ['vq.yaml', 'ba.yaml'], 'train.seed': [0, 1]},
+          'overrides': {k: yaml.safe_load(v) for k, v in over.items()}}
+    (tmp_path / 'sw.yaml').write_text(yaml.safe_dump(sw))
+    return tmp_path / 'sw.yaml'
+
+
+def test_sweep_runs_skips_resumes_and_analyzes(sweep_file, tmp_path):
+    exp = tmp_path / 'exp' / 'tiny'
+    r = script(SWEEP, ['--sweep', sweep_file, '--list'], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [l.split()[1] for l in r.stdout.splitlines()] == ['tiny/vq-s0', 'tiny/vq-s1', 'tiny/ba-s0', 'tiny/ba-s1']
+    assert all(l.split()[2] == 'new' for l in r.stdout.splitlines())
+    # one array job
+    r = script(SWEEP, ['--sweep', sweep_file, '--index', 2], tmp_path)
+    assert r.returncode == 0 and 'tiny/ba-s0: ran' in r.stdout, r.stdout + r.stderr
+    assert [m['epoch'] for m in read_metrics(exp / 'ba-s0')] == [1, 2]
+    # an unfinished run (1 of 2 epochs, as if killed) is resumed, a finished one skipped, the rest run, 2 workers
+    r = script(SWEEP, ['--sweep', sweep_file, '--index', 0, '--epochs', 1], tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = script(SWEEP, ['--sweep', sweep_file, '--parallel', 2], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert 'tiny/vq-s0: resumed' in r.stdout and 'tiny/ba-s0: skipped (done)' in r.stdout and 'tiny/vq-s1: ran' in r.stdout, r.stdout
+    for run in ['vq-s0', 'vq-s1', 'ba-s0', 'ba-s1']:
+        assert [m['epoch'] for m in read_metrics(exp / run)] == [1, 2], run
+    # the analysis of the whole sweep
+    r = script(ANALYZE, ['--experiment', 'tiny', '--root', tmp_path / 'exp'], tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = exp / 'analysis'
+    assert {'report.md', 'curves.png', 'code_usage.png', 'ba_schedule.png', 'reconstructions.png'} <= {p.name for p in out.iterdir()}
+    report = (out / 'report.md').read_text()
+    assert 'VQ-EMA K=16 | 2 |' in report and 'BA-VQ K=16 | 2 |' in report and 'BA-VQ minus VQ-EMA' in report
+    assert 'fewer than 3 seeds a side: not evidence' in report and '## Verdict' in report
+    # a single run, by path
+    r = script(ANALYZE, ['--experiment', exp / 'vq-s0'], tmp_path)
+    assert r.returncode == 0 and (exp / 'vq-s0' / 'analysis' / 'report.md').is_file(), r.stderr
+
+
+def test_analyze_reports_malformed_metrics(sweep_file, tmp_path):
+    exp = tmp_path / 'exp' / 'tiny'
+    assert script(SWEEP, ['--sweep', sweep_file, '--index', 0], tmp_path).returncode == 0
+    m = exp / 'vq-s0' / 'metrics.jsonl'
+    good = m.read_text().splitlines()
+    m.write_text('\n'.join([good[0], '{"epoch": 2, "test_psn', 'garbage', '', '[1, 2]', good[1]]) + '\n')
+    (exp / 'vq-s1').mkdir(parents=True)
+    (exp / 'vq-s1' / 'config.yaml').write_text(yaml.safe_dump({'name': 'tiny/vq-s1', 'quantizer': {'type': 'vqema', 'K': 16}}))
+    r = script(ANALYZE, ['--experiment', 'tiny', '--root', tmp_path / 'exp'], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert 'tiny/vq-s0: skipped 3 malformed line(s)' in r.stdout and 'tiny/vq-s1: no finished epoch yet' in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize('args, needle', [
+    (['--experiment', 'nope'], 'not found'),
+    ([], 'required'),
+])
+def test_analyze_bad_input(args, needle, tmp_path):
+    r = script(ANALYZE, args, tmp_path)
+    assert_user_error(r.returncode, r.stderr, needle)
+
+
+@pytest.mark.parametrize('content, needle', [
+    ('grid: {train.seed: 3}\n', 'non-empty lists'),
+    ('grid: {train.seed: [0]}\nbogus: 1\n', 'unknown key'),
+    ('grid: {train.seed: [0], optim.lr: [-1]}\n', 'optim.lr'),
+])
+def test_sweep_bad_files(content, needle, tmp_path):
+    (tmp_path / 'sw.yaml').write_text(content)
+    r = script(SWEEP, ['--sweep', tmp_path / 'sw.yaml', '--list'], tmp_path)
+    assert_user_error(r.returncode, r.stderr, needle)
+    r = script(SWEEP, ['--sweep', tmp_path / 'missing.yaml'], tmp_path)
+    assert_user_error(r.returncode, r.stderr, 'not found')
+
+
+def test_shipped_sweeps_expand():
+    from vqba_nb.train import expand_sweep
+    quick = expand_sweep(REPO / 'sweeps' / 'quick.yaml')
+    assert [n for n, _ in quick] == ['quick/vqema-K256-s0', 'quick/vqema-K256-s1', 'quick/vqema-K512-s0', 'quick/vqema-K512-s1']
+    comp = expand_sweep(REPO / 'sweeps' / 'compare.yaml', epochs=3)
+    assert len(comp) == 12 and {c.quantizer['type'] for _, c in comp} == {'vqema', 'ba'} and all(c.train.epochs == 3 for _, c in comp)
