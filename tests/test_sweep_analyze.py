@@ -94,7 +94,7 @@ def test_sweep_bad_files(content, needle, tmp_path):
 
 
 def test_shipped_sweeps_expand():
-    from vqba_nb.train import expand_sweep
+    from vqba_nb.sweep import expand_sweep
     quick = expand_sweep(REPO / 'sweeps' / 'quick.yaml')
     assert [n for n, _ in quick] == ['quick/vqema-K256-s0', 'quick/vqema-K256-s1', 'quick/vqema-K512-s0', 'quick/vqema-K512-s1']
     comp = expand_sweep(REPO / 'sweeps' / 'compare.yaml', epochs=3)

@@ -19,8 +19,7 @@ from .model import VQVAE, recon_loss, param_groups
 __all__ = ['CKPT_FORMAT', 'CKPT_KEYS', 'SAFE_ON_RESUME', 'DataCfg', 'ModelCfg', 'OptimCfg', 'TrainCfg', 'WandbCfg', 'Config',
            'config_from_dict', 'read_yaml', 'apply_overrides', 'save_atomic', 'load_checkpoint', 'evaluate',
            'wandb_mode', 'Logger', 'read_metrics', 'RunLock', 'Interrupted', 'load_data', 'Trainer', 'fit',
-           'resume_config', 'run', 'parse_args', 'cli_overrides', 'fail', 'main', 'expand_sweep', 'run_status',
-           'run_one', 'sweep_main']
+           'resume_config', 'run', 'parse_args', 'cli_overrides', 'fail', 'main']
 
 # %% ../nbs/04_train.ipynb #8b7ebb8a
 @dataclass
@@ -535,95 +534,3 @@ def main(argv=None):
     try: sys.exit(_main(argv))
     except UserError as e: fail(e)
     except (MemoryError, torch.OutOfMemoryError): fail('out of memory: lower data.batch_size, data.subset or the model size (model.n_hid, quantizer.K)')
-
-# %% ../nbs/04_train.ipynb #f9083810
-def _short(key:str, val) -> str:
-    "Name part for one grid value: a config file's stem, K512, s1, or the key's last part and the value."
-    if key == 'config': return Path(str(val)).stem
-    last = key.split('.')[-1]
-    return {'K': f'K{val}', 'seed': f's{val}'}.get(last, f'{last}{val}')
-
-def expand_sweep(path, epochs:int|None=None) -> list[tuple[str, Config]]:
-    "The (name, config) of every run of the sweep file `path`, checked; `epochs` overrides the file's."
-    import itertools
-    path = Path(path)
-    sw = read_yaml(path)
-    unknown = set(sw) - {'name', 'epochs', 'grid', 'overrides', 'config'}
-    if unknown: raise UserError(f"sweep file {path}: unknown key(s) {', '.join(sorted(unknown))}; use name, config, epochs, grid, overrides")
-    grid = sw.get('grid') or {}
-    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
-        raise UserError(f'sweep file {path}: grid must map keys to non-empty lists of values')
-    over = [f'{k}={json.dumps(v)}' for k, v in (sw.get('overrides') or {}).items()]
-    n_ep = epochs or sw.get('epochs')
-    runs = []
-    for combo in itertools.product(*grid.values()):
-        vals = dict(zip(grid, combo))
-        conf = vals.get('config', sw.get('config'))
-        d = read_yaml(path.parent / conf) if conf else {}
-        d = apply_overrides(d, over + [f'{k}={json.dumps(v)}' for k, v in vals.items() if k != 'config'])
-        name = f"{sw.get('name', path.stem)}/" + '-'.join(_short(k, v) for k, v in vals.items())
-        d = _merge(d, {'name': name, **({'train': {'epochs': n_ep}} if n_ep else {})})
-        runs.append((name, config_from_dict(d)))
-    names = [n for n, _ in runs]
-    if len(set(names)) != len(names): raise UserError(f'sweep file {path}: two runs get the same name; make the grid values distinct')
-    return runs
-
-def run_status(cfg:Config) -> str:
-    "'done', 'partial' (has a checkpoint to resume) or 'new'."
-    d = Path(cfg.out_dir) / cfg.name
-    recs = read_metrics(d)
-    if recs and recs[-1].get('epoch', 0) >= cfg.train.epochs: return 'done'
-    return 'partial' if (d / 'checkpoints' / 'latest.pt').is_file() else 'new'
-
-# %% ../nbs/04_train.ipynb #8af1575f
-def run_one(cfg:Config, threads:int|None=None, quiet:bool=True) -> str:
-    "Run, resume or skip one sweep run according to its status; returns what was done."
-    status = run_status(cfg)
-    if status == 'done': return 'skipped (done)'
-    if threads: cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
-    d = Path(cfg.out_dir) / cfg.name
-    if status == 'partial':
-        ck = d / 'checkpoints' / 'latest.pt'
-        cfg, changes = resume_config(load_checkpoint(ck), {'train': {'epochs': cfg.train.epochs, 'threads': cfg.train.threads}})
-        run(cfg, resume=ck, quiet=quiet, changes=changes)
-        return 'resumed'
-    if d.exists():   # killed before its first checkpoint: nothing to keep
-        with RunLock(d): pass   # refuses if another process owns it
-        import shutil; shutil.rmtree(d)
-    run(cfg, quiet=quiet)
-    return 'ran'
-
-def _worker(args):
-    i, name, cfg, threads = args
-    t0 = time.time()
-    try: what = run_one(cfg, threads)
-    except UserError as e: what = f'failed: {e}'
-    return f'[{i}] {name}: {what} ({time.time() - t0:.0f}s)'
-
-def sweep_main(argv=None):
-    "Entry point of `vqba-sweep` and scripts/sweep.py."
-    p = argparse.ArgumentParser(prog='vqba-sweep', description='Run a grid of training runs (see sweeps/).')
-    p.add_argument('--sweep', required=True, help='sweep YAML file'); p.add_argument('--epochs', type=int, help='override the epochs of every run')
-    p.add_argument('--list', action='store_true', help='print the runs and their status, run nothing')
-    p.add_argument('--index', type=int, help='run only run I (e.g. $SLURM_ARRAY_TASK_ID)')
-    p.add_argument('--parallel', type=int, default=1, help='worker processes, each with its share of the CPU threads')
-    p.error = lambda msg: (_ for _ in ()).throw(UserError(msg))
-    try:
-        a = p.parse_args(argv)
-        runs = expand_sweep(a.sweep, a.epochs)
-        if a.list:
-            for i, (n, c) in enumerate(runs): print(f'{i:3d}  {n:40s} {run_status(c)}')
-            return
-        if a.index is not None:
-            if not 0 <= a.index < len(runs): raise UserError(f'--index {a.index} out of range: the sweep has {len(runs)} runs (0..{len(runs) - 1})')
-            print(_worker((a.index, *runs[a.index], None))); return
-        if a.parallel < 1: raise UserError('--parallel must be at least 1')
-        threads = max(1, (os.cpu_count() or 1) // a.parallel) if a.parallel > 1 else None
-        jobs = [(i, n, c, threads) for i, (n, c) in enumerate(runs)]
-        if a.parallel == 1:
-            for j in jobs: print(_worker(j), flush=True)
-        else:
-            import concurrent.futures as cf, multiprocessing as mp
-            with cf.ProcessPoolExecutor(a.parallel, mp_context=mp.get_context('spawn')) as ex:
-                for line in ex.map(_worker, jobs): print(line, flush=True)
-    except UserError as e: fail(e)
