@@ -10,7 +10,7 @@ import numpy as np
 import yaml
 from scipy import stats
 from .data import UserError
-from .train import fail
+from .train import fail, parse_metrics
 
 # %% auto #0
 __all__ = ['MIN_SEEDS', 'METRICS', 'LABELS', 'HIGHER_IS_BETTER', 'CURVES', 'read_run', 'find_runs', 'mean_ci', 'compare',
@@ -22,14 +22,7 @@ def read_run(run_dir) -> dict:
     "A run's name, config, epoch records, final code counts, and the number of unreadable metrics lines skipped."
     run_dir = Path(run_dir)
     cfg = yaml.safe_load((run_dir / 'config.yaml').read_text()) or {}
-    recs, skipped = [], 0
-    p = run_dir / 'metrics.jsonl'
-    for line in (p.read_text().splitlines() if p.is_file() else []):
-        if not line.strip(): continue
-        try: r = json.loads(line)
-        except json.JSONDecodeError: r = None
-        if isinstance(r, dict) and isinstance(r.get('epoch'), int): recs.append(r)
-        else: skipped += 1
+    recs, skipped = parse_metrics(run_dir)
     cc = run_dir / 'code_counts.json'
     counts = np.array(json.loads(cc.read_text())) if cc.is_file() else None
     return {'dir': run_dir, 'name': str(cfg.get('name') or run_dir.name), 'config': cfg, 'metrics': recs, 'counts': counts, 'skipped': skipped}

@@ -18,8 +18,8 @@ from .model import VQVAE, recon_loss, param_groups
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'CKPT_KEYS', 'SAFE_ON_RESUME', 'DataCfg', 'ModelCfg', 'OptimCfg', 'TrainCfg', 'WandbCfg', 'Config',
            'config_from_dict', 'read_yaml', 'apply_overrides', 'save_atomic', 'load_checkpoint', 'evaluate',
-           'wandb_mode', 'Logger', 'read_metrics', 'RunLock', 'Interrupted', 'load_data', 'Trainer', 'fit',
-           'resume_config', 'run', 'parse_args', 'cli_overrides', 'fail', 'main']
+           'wandb_mode', 'Logger', 'parse_metrics', 'read_metrics', 'RunLock', 'Interrupted', 'load_data', 'Trainer',
+           'fit', 'resume_config', 'run', 'parse_args', 'cli_overrides', 'fail', 'main']
 
 # %% ../nbs/04_train.ipynb #8b7ebb8a
 @dataclass
@@ -269,15 +269,20 @@ class Logger:
     def finish(self):
         if self.run: self.run.finish()
 
+def parse_metrics(run_dir) -> tuple[list[dict], int]:
+    "The epoch records of a run's metrics.jsonl, and how many non-empty lines were not records (torn or hand-edited)."
+    p, out, bad = Path(run_dir) / 'metrics.jsonl', [], 0
+    for line in (p.read_text().splitlines() if p.is_file() else []):
+        if not line.strip(): continue
+        try: rec = json.loads(line)
+        except json.JSONDecodeError: rec = None
+        if isinstance(rec, dict) and isinstance(rec.get('epoch'), int): out.append(rec)
+        else: bad += 1
+    return out, bad
+
 def read_metrics(run_dir) -> list[dict]:
     "The epoch records of a run (well-formed lines only)."
-    p, out = Path(run_dir) / 'metrics.jsonl', []
-    if not p.is_file(): return out
-    for line in p.read_text().splitlines():
-        try: rec = json.loads(line)
-        except json.JSONDecodeError: continue
-        if isinstance(rec, dict): out.append(rec)
-    return out
+    return parse_metrics(run_dir)[0]
 
 # %% ../nbs/04_train.ipynb #0f2d9deb
 def _alive(pid:int) -> bool:
