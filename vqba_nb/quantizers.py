@@ -13,8 +13,8 @@ from .metrics import code_counts, entropy
 
 # %% auto #0
 __all__ = ['QUANTIZERS', 'QuantOut', 'to_vectors', 'to_maps', 'sq_dists', 'Quantizer', 'IdentityQuantizer', 'CodebookQuantizer',
-           'VQEMAQuantizer', 'blahut_arimoto', 'ba_prior', 'beta_at', 'BAQuantizer', 'ba_fixed_point', 'distinct_codes',
-           'plot_ba_toy', 'build_quantizer']
+           'VQEMAQuantizer', 'blahut_arimoto', 'ba_prior', 'sinkhorn_prior', 'beta_at', 'BAQuantizer', 'ba_fixed_point',
+           'distinct_codes', 'plot_ba_toy', 'KMeansQuantizer', 'GumbelQuantizer', 'build_quantizer']
 
 # %% ../nbs/02_quantizers.ipynb #fa9a9d26
 class QuantOut(NamedTuple):
@@ -72,9 +72,13 @@ class IdentityQuantizer(Quantizer):
 # %% ../nbs/02_quantizers.ipynb #6fdf13f0
 class CodebookQuantizer(Quantizer):
     "Shared codebook machinery: a codebook learnt by EMA (a buffer) or by gradient (a parameter), EMA statistics, data init."
-    def __init__(self, K:int, dim:int, decay:float, eps:float, init:str, seed:int, learn:str='ema'):
+    def __init__(self, K:int, dim:int, decay:float, eps:float, init:str, seed:int, learn:str='ema',
+                 restart_threshold:float=0., restart_every:int=1):
         super().__init__(K, dim)
         if not 0 <= decay < 1: raise ValueError(f'decay must be in [0, 1), got {decay}')
+        if restart_threshold < 0 or restart_every < 1: raise ValueError('restart_threshold must be >= 0 and restart_every >= 1')
+        if restart_threshold and learn != 'ema': raise ValueError('dead-code restart needs the EMA codebook (its counts say which codes are dead)')
+        self.restart_threshold, self.restart_every = restart_threshold, restart_every
         if eps <= 0: raise ValueError(f'eps must be > 0, got {eps}')
         if init not in ('data', 'normal'): raise ValueError(f"init must be 'data' or 'normal', got {init!r}")
         self.decay, self.eps, self.init, self.learn = decay, eps, init, learn
@@ -84,6 +88,9 @@ class CodebookQuantizer(Quantizer):
         self.register_buffer('ema_count', torch.ones(K))
         self.register_buffer('ema_sum', e.clone())
         self.register_buffer('initialized', torch.tensor(init != 'data'))
+        if restart_threshold:   # the restart RNG and step counter are state: a resumed run restarts the same codes
+            self.register_buffer('restart_rng', torch.Generator().manual_seed(seed + 1).get_state())
+            self.register_buffer('restart_step', torch.tensor(0))
 
     @torch.no_grad()
     def init_from(self, v:torch.Tensor):
@@ -104,6 +111,18 @@ class CodebookQuantizer(Quantizer):
         smoothed = (self.ema_count + self.eps) / (N + self.K * self.eps) * N   # Laplace smoothing
         self.codebook.copy_(self.ema_sum / smoothed[:, None])
 
+    @torch.no_grad()
+    def restart_dead(self, v:torch.Tensor) -> torch.Tensor:
+        "Every `restart_every` steps, codes whose EMA count is below `restart_threshold` move to random rows of `v` (N,D); returns how many moved."
+        g = torch.Generator(); g.set_state(self.restart_rng.cpu())
+        pick = torch.randint(len(v), (self.K,), generator=g).to(v.device)   # K draws every step: the RNG stream does not depend on the data
+        self.restart_rng.copy_(g.get_state()); self.restart_step += 1
+        dead = (self.ema_count < self.restart_threshold) & (self.restart_step % self.restart_every == 0)   # (K,), no host sync
+        self.codebook.copy_(torch.where(dead[:, None], v[pick], self.codebook))
+        self.ema_sum.copy_(torch.where(dead[:, None], v[pick], self.ema_sum))   # count 1, sum = the vector: e_k = that vector
+        self.ema_count.copy_(torch.where(dead, torch.ones_like(self.ema_count), self.ema_count))
+        return dead.sum().float()
+
     def hard(self, v:torch.Tensor, z_e:torch.Tensor, commitment:float) -> QuantOut:
         "Nearest-code quantization of `v` (N,D) with straight-through gradients: VQ-EMA's forward and every quantizer's eval."
         idx = self.nearest(v.detach())                        # (N,)
@@ -121,8 +140,10 @@ class VQEMAQuantizer(CodebookQuantizer):
                  decay:float=0.99, # EMA decay of counts and sums (sonnet: 0.99)
                  eps:float=1e-5, # Laplace smoothing of the counts (sonnet: 1e-5)
                  init:str='data', # 'data': K vectors of the first training batch; 'normal': N(0,1)
+                 restart_threshold:float=0., # re-seed codes whose EMA count falls below this (0: never; Jukebox: 1)
+                 restart_every:int=1, # check for dead codes every this many training steps
                  seed:int=0):
-        super().__init__(K, dim, decay, eps, init, seed)
+        super().__init__(K, dim, decay, eps, init, seed, 'ema', restart_threshold, restart_every)
         if commitment < 0: raise ValueError(f'commitment must be >= 0, got {commitment}')
         self.commitment = commitment
 
@@ -133,6 +154,7 @@ class VQEMAQuantizer(CodebookQuantizer):
         if self.training:
             idx = out.indices.flatten()
             self.ema_update(code_counts(idx, self.K).to(v.dtype), torch.zeros_like(self.ema_sum).index_add_(0, idx, v.detach()))
+            if self.restart_threshold: out.stats['restarts'] = self.restart_dead(v.detach())
         return out
 
 # %% ../nbs/02_quantizers.ipynb #febcdae8
@@ -159,6 +181,18 @@ def ba_prior(bd:torch.Tensor, # (N,K) beta * distortions
     for _ in range(iters): log_q = _floored_log(torch.softmax(log_q - bd, dim=1).mean(0), q_min)
     return log_q
 
+# %% ../nbs/02_quantizers.ipynb #a97aa65f
+def sinkhorn_prior(bd:torch.Tensor, # (N,K) beta * distortions
+                   iters:int=3, # Sinkhorn-Knopp sweeps
+                  ) -> torch.Tensor:
+    "log Q (K,) such that P = softmax(log Q - bd) has rows summing to 1 and columns close to N/K (log-domain Sinkhorn)."
+    N, K = bd.shape
+    log_q = bd.new_zeros(K)
+    for _ in range(iters):
+        log_col = torch.log_softmax(log_q - bd, dim=1).logsumexp(0)   # (K,) log column sums of the row-normalised P
+        log_q = log_q - log_col + math.log(N / K)
+    return torch.log_softmax(log_q, 0)
+
 # %% ../nbs/02_quantizers.ipynb #2025f555
 def beta_at(frac:float, start:float, end:float, schedule:str='linear') -> float:
     "Annealed beta at fraction `frac` of training."
@@ -177,7 +211,8 @@ class BAQuantizer(CodebookQuantizer):
                  schedule:str='linear', # constant, linear, cosine, exp
                  ba_iters:int=3, # BA updates per forward pass
                  dist_norm:str='none', # none, dim, running
-                 q_mode:str='batch', # batch, ema
+                 q_mode:str='batch', # batch, ema: BA's prior; uniform: none; balanced: Sinkhorn to a uniform marginal
+                 sinkhorn_iters:int=3, # Sinkhorn sweeps (q_mode='balanced')
                  q_decay:float=0.99, # running Q decay (q_mode='ema')
                  q_min:float=1e-10, # floor on Q
                  assign:str='soft', # soft, hard_st, hard_soft_grad
@@ -185,20 +220,21 @@ class BAQuantizer(CodebookQuantizer):
                  commitment:float=0.25, # weight of the (soft) commitment loss
                  decay:float=0.99, eps:float=1e-5, # codebook EMA (codebook_update='ema')
                  dist_decay:float=0.99, # running mean of the nearest-code distance (dist_norm='running')
+                 restart_threshold:float=0., restart_every:int=1, # dead-code restart (codebook_update='ema'), as VQ-EMA
                  init:str='data', seed:int=0):
-        super().__init__(K, dim, decay, eps, init, seed, learn='grad' if codebook_update == 'grad' else 'ema')
+        super().__init__(K, dim, decay, eps, init, seed, 'grad' if codebook_update == 'grad' else 'ema', restart_threshold, restart_every)
         choices = {'schedule': ('constant', 'linear', 'cosine', 'exp'), 'dist_norm': ('none', 'dim', 'running'),
-                   'q_mode': ('batch', 'ema'), 'assign': ('soft', 'hard_st', 'hard_soft_grad'), 'codebook_update': ('grad', 'ema')}
+                   'q_mode': ('batch', 'ema', 'uniform', 'balanced'), 'assign': ('soft', 'hard_st', 'hard_soft_grad'), 'codebook_update': ('grad', 'ema')}
         for k, ok in choices.items():
             if locals()[k] not in ok: raise ValueError(f"{k} must be one of {', '.join(ok)}; got {locals()[k]!r}")
         if beta_start < 0 or beta_end < 0 or (schedule == 'exp' and beta_start <= 0): raise ValueError('beta_start and beta_end must be >= 0 (> 0 for the exp schedule)')
-        if ba_iters < 1: raise ValueError(f'ba_iters must be at least 1, got {ba_iters}')
+        if ba_iters < 1 or sinkhorn_iters < 1: raise ValueError(f'ba_iters and sinkhorn_iters must be at least 1, got {ba_iters}, {sinkhorn_iters}')
         if not 0 < q_min < 1 / K: raise ValueError(f'q_min must be in (0, 1/K), got {q_min}')
         if not 0 <= q_decay < 1 or not 0 <= dist_decay < 1: raise ValueError('q_decay and dist_decay must be in [0, 1)')
         if commitment < 0: raise ValueError(f'commitment must be >= 0, got {commitment}')
         self.beta_start, self.beta_end, self.schedule, self.ba_iters = beta_start, beta_end, schedule, ba_iters
         self.dist_norm, self.q_mode, self.q_decay, self.q_min, self.dist_decay = dist_norm, q_mode, q_decay, q_min, dist_decay
-        self.assign, self.codebook_update, self.commitment = assign, codebook_update, commitment
+        self.assign, self.codebook_update, self.commitment, self.sinkhorn_iters = assign, codebook_update, commitment, sinkhorn_iters
         self._beta = beta_at(0., beta_start, beta_end, schedule)
         self.register_buffer('beta', torch.tensor(self._beta))
         self.register_buffer('log_q', torch.full((K,), -math.log(K)))   # running Q (q_mode='ema')
@@ -218,6 +254,14 @@ class BAQuantizer(CodebookQuantizer):
                 self.dist_scale.copy_(torch.where(self.dist_scale > 0, self.dist_scale.lerp(m, 1 - self.dist_decay), m))
         return self.dist_scale.clamp_min(1e-12)
 
+    def prior(self, bd:torch.Tensor) -> torch.Tensor:
+        "log Q (K,) for this batch's beta * distances `bd` (N,K), by `q_mode`; updates the running Q (q_mode='ema')."
+        if self.q_mode == 'uniform': return bd.new_full((self.K,), -math.log(self.K))
+        if self.q_mode == 'balanced': return sinkhorn_prior(bd, self.sinkhorn_iters)
+        log_q = ba_prior(bd, self.ba_iters, self.log_q if self.q_mode == 'ema' else None, self.q_min)
+        if self.q_mode == 'ema': self.log_q.copy_(torch.logaddexp(self.log_q + math.log(self.q_decay), log_q + math.log1p(-self.q_decay)))
+        return log_q
+
     def forward(self, z_e):
         v = to_vectors(z_e)                                    # (N,D)
         self.maybe_init(v)
@@ -225,9 +269,7 @@ class BAQuantizer(CodebookQuantizer):
         e = self.codebook if self.codebook_update == 'grad' else self.codebook.clone()  # the EMA step below writes in place
         d = sq_dists(v, e)                                     # (N,K), differentiable in z and (grad mode) e
         bd = d * (self._beta / self.scale(d))                  # beta * scaled distances, one pass; _beta is a float (no sync)
-        with torch.no_grad():
-            log_q = ba_prior(bd.detach(), self.ba_iters, self.log_q if self.q_mode == 'ema' else None, self.q_min)
-            if self.q_mode == 'ema': self.log_q.copy_(torch.logaddexp(self.log_q + math.log(self.q_decay), log_q + math.log1p(-self.q_decay)))
+        with torch.no_grad(): log_q = self.prior(bd.detach())
         log_p = torch.log_softmax(log_q - bd, dim=1)           # (N,K), gradient through d only
         p = log_p.exp()
         pd = p.detach()
@@ -239,12 +281,15 @@ class BAQuantizer(CodebookQuantizer):
         loss = self.commitment * (p * (d if self.codebook_update == 'ema' else sq_dists(v, e.detach()))).sum(1).mean()
         n_k = pd.sum(0)                                        # soft counts (K,)
         if self.codebook_update == 'grad': loss = loss + (pd * sq_dists(v.detach(), e)).sum(1).mean()
-        else: self.ema_update(n_k, pd.t() @ v.detach())
+        else:
+            self.ema_update(n_k, pd.t() @ v.detach())
+            if self.restart_threshold: restarts = self.restart_dead(v.detach())
         with torch.no_grad():
             h_p = -(pd * log_p.detach()).sum(1).mean()
             stats = {'beta': self.beta.clone(), 'entropy_p': h_p, 'entropy_q': entropy(log_q.exp()), 'perplexity_q': entropy(log_q.exp()).exp(),
                      'rate': -h_p - (n_k / len(pd) * log_q).sum(),  # mean_i KL(P_i || Q) = -H(P|Z) - sum_k mean_i(P_ik) log Q_k
                      **self.batch_usage(idx)}
+            if self.restart_threshold and self.codebook_update == 'ema': stats['restarts'] = restarts
             if soft is not None: stats['soft_hard_gap'] = (soft.detach() - hard).pow(2).sum() / soft.detach().pow(2).sum().clamp_min(1e-12)
         return QuantOut(to_maps(zq, z_e), loss, idx.view(z_e.shape[0], *z_e.shape[2:]), stats)
 
@@ -278,8 +323,77 @@ def plot_ba_toy(x:torch.Tensor, betas=(0.05, 0.3, 1.0, 10.0), K:int=8, ax=None):
         a.set_title(f'beta={beta}: {distinct_codes(e)} distinct codes'); a.set_xticks([]); a.set_yticks([])
     return ax
 
+# %% ../nbs/02_quantizers.ipynb #1110c378
+class KMeansQuantizer(CodebookQuantizer):
+    "VQ-VAE with a codebook learnt by gradient, initialised by k-means on the first batch (van den Oord et al. 2017; Karpathy's VQVAEQuantize)."
+    def __init__(self, K:int=512, dim:int=64,
+                 commitment:float=0.25, # weight of ||z_e - sg(e)||^2 (paper: 0.25)
+                 kmeans_iters:int=10, # k-means iterations at initialisation (kmeans2's default)
+                 init:str='data', # 'data': k-means on the first training batch; 'normal': N(0,1)
+                 seed:int=0):
+        super().__init__(K, dim, 0.99, 1e-5, init, seed, learn='grad')
+        if commitment < 0: raise ValueError(f'commitment must be >= 0, got {commitment}')
+        if kmeans_iters < 1: raise ValueError(f'kmeans_iters must be at least 1, got {kmeans_iters}')
+        self.commitment, self.kmeans_iters, self.seed = commitment, kmeans_iters, seed
+
+    @torch.no_grad()
+    def init_from(self, v:torch.Tensor):
+        "Codebook <- k-means centroids of `v` (N,D) (random rows if N < K)."
+        if len(v) < self.K: return super().init_from(v)
+        import warnings
+        from scipy.cluster.vq import kmeans2
+        with warnings.catch_warnings():   # an empty cluster keeps its initial point; kmeans2 warns about it
+            warnings.simplefilter('ignore')
+            c, _ = kmeans2(v.double().cpu().numpy(), self.K, iter=self.kmeans_iters, minit='points', rng=self.seed)
+        self.codebook.copy_(torch.as_tensor(c, dtype=v.dtype, device=v.device))
+        self.initialized.fill_(True)
+
+    def forward(self, z_e):
+        v = to_vectors(z_e)                                   # (N,D)
+        self.maybe_init(v)
+        out = self.hard(v, z_e, self.commitment)
+        if not self.training: return out
+        codebook_loss = F.mse_loss(self.codebook[out.indices.flatten()], v.detach())   # the codebook's only teacher
+        return out._replace(loss=out.loss + codebook_loss, stats={**out.stats, 'codebook_loss': codebook_loss.detach()})
+
+# %% ../nbs/02_quantizers.ipynb #9969079c
+class GumbelQuantizer(Quantizer):
+    "Gumbel-softmax quantization (Jang et al. 2017): 1x1 conv to K logits, hard straight-through samples, KL to uniform (DALL-E dVAE; Karpathy's GumbelQuantize)."
+    def __init__(self, K:int=512, dim:int=64,
+                 kl_weight:float=2.5e-4, # weight of KL(q || uniform): the reference's 5e-4 at this project's MSE/(2 var) loss scale
+                 tau_start:float=1.0, tau_end:float=1.0, # Gumbel-softmax temperature range (reference: constant 1)
+                 tau_schedule:str='constant', # constant (tau_end), linear, cosine, exp (DALL-E)
+                 seed:int=0):
+        super().__init__(K, dim)
+        if kl_weight < 0: raise ValueError(f'kl_weight must be >= 0, got {kl_weight}')
+        if tau_start <= 0 or tau_end <= 0: raise ValueError('tau_start and tau_end must be > 0')
+        beta_at(0., tau_start, tau_end, tau_schedule)   # checks the schedule's name
+        self.kl_weight, self.tau_start, self.tau_end, self.tau_schedule = kl_weight, tau_start, tau_end, tau_schedule
+        g = torch.Generator().manual_seed(seed)
+        self.proj = nn.Conv2d(dim, K, 1)                                        # z_e (B,D,H,W) -> logits (B,K,H,W)
+        self.codebook = nn.Parameter(torch.randn(K, dim, generator=g))
+        self._tau = beta_at(0., tau_start, tau_end, tau_schedule)
+        self.register_buffer('tau', torch.tensor(self._tau))
+
+    def set_progress(self, frac:float):
+        self._tau = beta_at(frac, self.tau_start, self.tau_end, self.tau_schedule); self.tau.fill_(self._tau)
+
+    def forward(self, z_e):
+        logits = self.proj(z_e)                                                 # (B,K,H,W)
+        log_q = F.log_softmax(logits, dim=1)
+        kl = (log_q.exp() * (log_q + math.log(self.K))).sum(1).mean()          # KL(q(k|z) || uniform), per position
+        if self.training:
+            one_hot = F.gumbel_softmax(logits, tau=self._tau, hard=True, dim=1)   # (B,K,H,W), one-hot forward, soft gradient
+            idx = one_hot.detach().argmax(1)
+            z_q = torch.einsum('bkhw,kd->bdhw', one_hot, self.codebook)
+        else:
+            idx = logits.argmax(1)                                              # (B,H,W)
+            z_q = self.codebook[idx].permute(0, 3, 1, 2)
+        stats = {'kl': kl.detach(), 'tau': self.tau.clone(), **self.batch_usage(idx.flatten())}
+        return QuantOut(z_q, self.kl_weight * kl, idx, stats)
+
 # %% ../nbs/02_quantizers.ipynb #62a29c34
-QUANTIZERS = {'identity': IdentityQuantizer, 'vqema': VQEMAQuantizer, 'ba': BAQuantizer}
+QUANTIZERS = {'identity': IdentityQuantizer, 'vqema': VQEMAQuantizer, 'ba': BAQuantizer, 'kmeans': KMeansQuantizer, 'gumbel': GumbelQuantizer}
 
 def build_quantizer(cfg:dict, # {'type': name in QUANTIZERS, **constructor arguments}
                    ) -> Quantizer:
