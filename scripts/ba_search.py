@@ -6,7 +6,10 @@ Every run is a normal run folder under --out; results are read back from their m
 """
 import argparse, itertools, json, time
 from pathlib import Path
-from vqba_nb.train import config_from_dict, read_yaml, run, read_metrics, _merge, UserError
+from vqba_nb.config import config_from_dict, read_yaml, _merge
+from vqba_nb.runs import read_metrics
+from vqba_nb.train import run
+from vqba_nb.data import UserError
 
 p = argparse.ArgumentParser()
 p.add_argument('--subset', type=int, default=10000); p.add_argument('--test-subset', type=int, default=2000)

@@ -10,6 +10,8 @@ import yaml
 from conftest import (CONSOLE_SCRIPT, REPO, TINY_STEPS_PER_EPOCH, assert_same_run, assert_same_weights, assert_user_error,
                       files_under, kill, read_metrics, require_cifar, start, tiny, train, train_many, wait_for)
 import vqba_nb.train as T
+import vqba_nb.config as C
+import vqba_nb.runs as R
 
 RUN_FILES = ['config.yaml', 'metrics.jsonl', 'checkpoints/latest.pt', 'checkpoints/best.pt']
 
@@ -21,13 +23,13 @@ def check_run_folder(run_dir: Path, epochs: int):
     assert sorted(p.name for p in (run_dir / 'samples').glob('*.png')) == [f'epoch_{e:03d}.png' for e in range(1, epochs + 1)]
     recs = read_metrics(run_dir)
     assert [r['epoch'] for r in recs] == list(range(1, epochs + 1))
-    ck = T.load_checkpoint(run_dir / 'checkpoints' / 'latest.pt')
+    ck = R.load_checkpoint(run_dir / 'checkpoints' / 'latest.pt')
     assert (ck['epoch'], ck['batch'], ck['step']) == (epochs, 0, recs[-1]['step'])
-    T.load_checkpoint(run_dir / 'checkpoints' / 'best.pt')
+    R.load_checkpoint(run_dir / 'checkpoints' / 'best.pt')
     # config.yaml is the run's whole, valid config, the same as the checkpoint's
     saved = yaml.safe_load((run_dir / 'config.yaml').read_text())
     assert saved == ck['config']
-    T.config_from_dict(saved)
+    C.config_from_dict(saved)
     return recs, ck
 
 
@@ -43,7 +45,7 @@ def test_cifar_short_run(tmp_path):
     recs, ck = check_run_folder(out / 'cifar', 1)
     rec = recs[0]
     assert rec['step'] == 512 // 128
-    assert ck['config']['quantizer'] == T.Config().quantizer and ck['config']['model'] == T.asdict(T.ModelCfg())   # the defaults
+    assert ck['config']['quantizer'] == C.Config().quantizer and ck['config']['model'] == C.asdict(C.ModelCfg())   # the defaults
     assert math.isfinite(rec['test_psnr']) and rec['test_psnr'] > 10, rec
     assert all(math.isfinite(v) for v in rec.values() if isinstance(v, float)), rec
     assert_same_weights(out / 'cifar' / 'checkpoints' / 'latest.pt', out / 'cifar' / 'checkpoints' / 'best.pt')
@@ -53,27 +55,27 @@ def test_config_files_are_valid():
     "Every config shipped in configs/ reads (following `inherit:`) and validates."
     files = sorted((REPO / 'configs').glob('*.yaml'))
     assert files
-    for f in files: T.config_from_dict(T.read_yaml(f))
+    for f in files: C.config_from_dict(C.read_yaml(f))
 
 
 def test_override_semantics():
     "Later overrides win; key=value beats a flag; a quantizer mapping with `type` replaces the section; dotted keys merge."
-    over = T.apply_overrides({}, ['optim.lr=1e-3', 'optim.lr=2e-3', 'data.augment=false', 'quantizer={type: vqema, K: 16}'])
-    cfg = T.config_from_dict(T._merge({'quantizer': {'type': 'identity', 'K': 8, 'dim': 4}, 'optim': {'beta1': 0.5}}, over))
+    over = C.apply_overrides({}, ['optim.lr=1e-3', 'optim.lr=2e-3', 'data.augment=false', 'quantizer={type: vqema, K: 16}'])
+    cfg = C.config_from_dict(C._merge({'quantizer': {'type': 'identity', 'K': 8, 'dim': 4}, 'optim': {'beta1': 0.5}}, over))
     assert cfg.optim.lr == 2e-3 and cfg.optim.beta1 == 0.5 and cfg.data.augment is False
     assert cfg.quantizer == {'type': 'vqema', 'K': 16}
-    cfg = T.config_from_dict(T.apply_overrides({}, ['quantizer.type=vqema', 'quantizer.K=32', 'quantizer.dim=8']))
+    cfg = C.config_from_dict(C.apply_overrides({}, ['quantizer.type=vqema', 'quantizer.K=32', 'quantizer.dim=8']))
     assert cfg.quantizer == {'type': 'vqema', 'K': 32, 'dim': 8}
     args = T.parse_args(['--epochs', '7', 'train.epochs=2'])
-    assert T.config_from_dict(T.cli_overrides(args)).train.epochs == 2
+    assert C.config_from_dict(T.cli_overrides(args)).train.epochs == 2
 
 
 def test_dotted_quantizer_type_merges(tmp_path):
-    cfg = T.config_from_dict(T.apply_overrides({}, ['quantizer.K=32', 'quantizer.dim=8', 'quantizer.type=vqema']))
+    cfg = C.config_from_dict(C.apply_overrides({}, ['quantizer.K=32', 'quantizer.dim=8', 'quantizer.type=vqema']))
     assert cfg.quantizer == {'type': 'vqema', 'K': 32, 'dim': 8}
     (tmp_path / 'c.yaml').write_text('quantizer:\n  type: identity\n  K: 32\n  dim: 8\n')
-    d = T.apply_overrides(T.read_yaml(tmp_path / 'c.yaml'), ['quantizer.type=vqema'])
-    assert T.config_from_dict(d).quantizer == {'type': 'vqema', 'K': 32, 'dim': 8}
+    d = C.apply_overrides(C.read_yaml(tmp_path / 'c.yaml'), ['quantizer.type=vqema'])
+    assert C.config_from_dict(d).quantizer == {'type': 'vqema', 'K': 32, 'dim': 8}
 
 
 # ---------------------------------------------------------------- (b) SIGKILL mid-epoch, then resume
@@ -89,14 +91,14 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path, reference):
     while wait_for(lambda: ckpt.exists() and ckpt.stat().st_mtime_ns != seen, timeout=60, proc=p):
         p.send_signal(signal.SIGSTOP)
         seen = ckpt.stat().st_mtime_ns
-        ck = T.load_checkpoint(ckpt)
+        ck = R.load_checkpoint(ckpt)
         if 0 < ck['batch'] < TINY_STEPS_PER_EPOCH and ck['epoch'] < 2:
             position = (ck['epoch'], ck['batch']); break
         p.send_signal(signal.SIGCONT)
     rc, _, err = kill(p)
     assert position is not None, f'no mid-epoch checkpoint seen before the run ended (rc {rc}): {err}'
     assert rc == -signal.SIGKILL
-    assert len(T.read_metrics(run_dir)) <= position[0] + 1
+    assert len(R.read_metrics(run_dir)) <= position[0] + 1
     r = train(['--quiet', '--resume', ckpt], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert_same_run(run_dir, ref)

@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from conftest import (TINY_STEPS_PER_EPOCH, assert_same_run, assert_user_error, files_under, kill,
                       lock_owner, read_metrics, start, tiny, tiny_dict, train, train_many, wait_for)
 import vqba_nb.train as T
+import vqba_nb.config as C
+import vqba_nb.runs as R
 from vqba_nb.data import CIFAR_DIR, CIFAR_FILES, UserError
 from vqba_nb.model import VQVAE, Encoder
 
@@ -34,7 +36,7 @@ def run_main(argv, capsys) -> tuple[int, str, str]:
 
 def all_checkpoints_load(run_dir) -> list[dict]:
     "Every *.pt in checkpoints/ loads with load_checkpoint (raises otherwise)."
-    return [T.load_checkpoint(p) for p in sorted((Path(run_dir) / 'checkpoints').glob('*.pt'))]
+    return [R.load_checkpoint(p) for p in sorted((Path(run_dir) / 'checkpoints').glob('*.pt'))]
 
 
 def finite_weights(ck) -> bool:
@@ -67,10 +69,10 @@ def kill_sequence(zygote, tmp: Path, name: str, seed: int, n_kills: int, extra, 
             _, err = p.communicate(timeout=120); rc = p.returncode
         assert rc in (0, -signal.SIGKILL), f'{name}: exit {rc}: {err}'
         all_checkpoints_load(run_dir)   # every checkpoint on disk is whole
-        T.read_metrics(run_dir)
+        R.read_metrics(run_dir)
         if rc == -signal.SIGKILL:
             stats['kills'] += 1
-            stats['positions'].append((lambda c: (c['epoch'], c['batch']))(T.load_checkpoint(latest(run_dir))) if latest(run_dir).exists() else None)
+            stats['positions'].append((lambda c: (c['epoch'], c['batch']))(R.load_checkpoint(latest(run_dir))) if latest(run_dir).exists() else None)
             continue
         assert 'Traceback' not in err, err   # finished: it must equal the uninterrupted run
         assert_same_run(run_dir, ref)
@@ -96,6 +98,21 @@ def test_random_sigkills_then_resume_is_exact(tmp_path, reference, zygote):
           f"{[(s['kills'], s['restarts'], s['rounds'], s['positions'], s['tmp_left']) for s in (a, b)]}")
 
 
+@pytest.mark.parametrize('quant', [
+    ('quantizer.restart_threshold=8.0',),
+    ('quantizer.type=ba', 'quantizer.q_mode=balanced', 'quantizer.dist_norm=running', 'quantizer.assign=hard_st',
+     'quantizer.codebook_update=ema', 'quantizer.beta_start=10.0', 'quantizer.beta_end=1000.0'),
+], ids=['vqema_restart', 'ba_balanced'])
+def test_sigkills_resume_exact_restart_and_balanced(quant, tmp_path, reference, zygote):
+    """The quantizers with extra state (the restart generator and step counter; the Sinkhorn prior's schedule): SIGKILLs
+    at seeded random moments, then resume; the finished run equals an uninterrupted one bitwise."""
+    extra = ('train.ckpt_every=1', 'train.epochs=3', *quant)
+    ref = reference(*extra)
+    if 'restart' in quant[0]: assert sum(m['train_restarts'] for m in read_metrics(ref)) > 0, 'the reference run must restart codes'
+    s = kill_sequence(zygote, tmp_path, 'k', 11, 4, extra, ref)
+    assert s['kills'] >= 4
+
+
 # ================================================================ SIGTERM / SIGINT
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT], ids=['SIGTERM', 'SIGINT'])
 def test_signal_saves_and_resume_is_exact(sig, tmp_path, reference, monkeypatch, capsys):
@@ -111,7 +128,7 @@ def test_signal_saves_and_resume_is_exact(sig, tmp_path, reference, monkeypatch,
     assert rc == 128 + sig, f'exit {rc}: {err}'
     assert 'Traceback' not in err
     assert 'resume with' in err and f'--resume {latest(run_dir)}' in err, err
-    T.load_checkpoint(latest(run_dir))
+    R.load_checkpoint(latest(run_dir))
     assert not (run_dir / '.lock').exists()
     resume_cmd = err.split('resume with:')[1].split()
     assert resume_cmd[:3] == ['python', 'scripts/train.py', '--resume']
@@ -137,12 +154,12 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch, referen
     steps: resumed, the run ends bitwise equal to an uninterrupted one."""
     monkeypatch.chdir(tmp_path)
     nan_losses(monkeypatch, {11})
-    cfg = T.config_from_dict(tiny_dict(tmp_path / 'out', 'nan', train={'ckpt_every': 1}))
+    cfg = C.config_from_dict(tiny_dict(tmp_path / 'out', 'nan', train={'ckpt_every': 1}))
     with pytest.raises(UserError) as e: T.run(cfg, quiet=True)
     msg, run_dir = str(e.value), tmp_path / 'out' / 'nan'
     assert 'non-finite loss' in msg and 'step 12' in msg and str(latest(run_dir)) in msg, msg
     assert '\n' not in msg
-    ck = T.load_checkpoint(latest(run_dir))
+    ck = R.load_checkpoint(latest(run_dir))
     assert ck['step'] == 11 and (ck['epoch'], ck['batch']) == (1, 3)   # the state after the last good step, not the NaN one
     assert finite_weights(ck)
     assert not (run_dir / '.lock').exists()
@@ -150,7 +167,7 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch, referen
     # the NaN was transient: resumed (ckpt_every 1 -> 2, a change allowed on resume), the run equals the reference
     ref = reference('train.ckpt_every=2')
     monkeypatch.undo(); monkeypatch.chdir(tmp_path)
-    rec, _ = T.run(T.resume_config(ck, {'train': {'ckpt_every': 2}})[0], resume=latest(run_dir), quiet=True)
+    rec, _ = T.run(C.resume_config(ck, {'train': {'ckpt_every': 2}})[0], resume=latest(run_dir), quiet=True)
     assert rec['epoch'] == 3
     assert_same_run(run_dir, ref)
 
@@ -161,13 +178,13 @@ def test_nan_loss_exit_status_through_main(tmp_path, monkeypatch, capsys):
     nan_losses(monkeypatch, {4})
     code, _, err = run_main(['--quiet', '--name', 'nan', *tiny(tmp_path / 'out', 'train.ckpt_every=2')], capsys)
     assert_user_error(code, err, 'non-finite loss', 'step 5')
-    assert T.load_checkpoint(latest(tmp_path / 'out' / 'nan'))['step'] == 4
+    assert R.load_checkpoint(latest(tmp_path / 'out' / 'nan'))['step'] == 4
 
 
 def test_nan_before_first_checkpoint_message_is_true(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     nan_losses(monkeypatch, {3})
-    cfg = T.config_from_dict(tiny_dict(tmp_path / 'out', 'nan0'))
+    cfg = C.config_from_dict(tiny_dict(tmp_path / 'out', 'nan0'))
     with pytest.raises(UserError) as e: T.run(cfg, quiet=True)
     assert latest(tmp_path / 'out' / 'nan0').exists() or 'latest.pt' not in str(e.value), str(e.value)
 
@@ -176,13 +193,13 @@ def test_nan_loss_skip_counts_skipped_batches(tmp_path, monkeypatch):
     "train.on_nonfinite=skip: the run completes, metrics.jsonl counts the skipped batches (cumulative), weights stay finite."
     monkeypatch.chdir(tmp_path)
     nan_losses(monkeypatch, {2, 9, 10})
-    cfg = T.config_from_dict(tiny_dict(tmp_path / 'out', 'skip', train={'on_nonfinite': 'skip'}))
+    cfg = C.config_from_dict(tiny_dict(tmp_path / 'out', 'skip', train={'on_nonfinite': 'skip'}))
     rec, run_dir = T.run(cfg, quiet=True)
     recs = read_metrics(run_dir)
     assert [r['skipped_batches'] for r in recs] == [1, 3, 3]
     assert all(math.isfinite(r['train_loss']) and math.isfinite(r['test_psnr']) for r in recs)
-    assert finite_weights(T.load_checkpoint(latest(run_dir)))
-    assert T.load_checkpoint(latest(run_dir))['skipped'] == 3
+    assert finite_weights(R.load_checkpoint(latest(run_dir)))
+    assert R.load_checkpoint(latest(run_dir))['skipped'] == 3
 
 
 def test_skip_survives_one_nonfinite_encoder_output(tmp_path, monkeypatch):
@@ -195,17 +212,17 @@ def test_skip_survives_one_nonfinite_encoder_output(tmp_path, monkeypatch):
             if calls['n'] == 6: return z * float('nan')
         return z
     monkeypatch.setattr(Encoder, 'forward', forward)
-    cfg = T.config_from_dict(tiny_dict(tmp_path / 'out', 'skip', train={'on_nonfinite': 'skip'}))
+    cfg = C.config_from_dict(tiny_dict(tmp_path / 'out', 'skip', train={'on_nonfinite': 'skip'}))
     rec, run_dir = T.run(cfg, quiet=True)
     assert rec['skipped_batches'] == 1, f"{rec['skipped_batches']} batches skipped after one bad batch"
     assert math.isfinite(rec['test_psnr'])
-    assert finite_weights(T.load_checkpoint(latest(run_dir)))
+    assert finite_weights(R.load_checkpoint(latest(run_dir)))
 
 
 # ================================================================ failed checkpoint writes
 def failing_saves(monkeypatch, fail_at: int, action):
     "Wrap save_atomic: before its `fail_at`-th call (0-based) run `action(path)`; count the calls."
-    orig, calls = T.save_atomic, {'n': 0}
+    orig, calls = R.save_atomic, {'n': 0}
     def save(obj, path):
         if calls['n'] == fail_at: action(Path(path))
         calls['n'] += 1
@@ -229,7 +246,7 @@ def test_disk_full_on_checkpoint_keeps_previous(tmp_path, monkeypatch, capsys):
     monkeypatch.undo()
     run_dir = tmp_path / 'out' / 'full'
     line = assert_user_error(code, err, str(latest(run_dir)), 'previous checkpoint is intact', os.strerror(errno.ENOSPC))
-    ck = T.load_checkpoint(latest(run_dir))
+    ck = R.load_checkpoint(latest(run_dir))
     assert ck['step'] == 5 and finite_weights(ck)
     assert [p.name for p in (run_dir / 'checkpoints').iterdir()] == ['latest.pt'], line
     assert not (run_dir / '.lock').exists()
@@ -243,7 +260,7 @@ def test_real_enospc_through_dev_full(tmp_path, monkeypatch, capsys):
     code, _, err = run_main(['--quiet', '--name', 'full', *tiny(tmp_path / 'out', 'train.ckpt_every=1')], capsys)
     run_dir = tmp_path / 'out' / 'full'
     assert_user_error(code, err, 'latest.pt', 'previous checkpoint is intact')
-    assert T.load_checkpoint(latest(run_dir))['step'] == 3
+    assert R.load_checkpoint(latest(run_dir))['step'] == 3
     assert [p.name for p in (run_dir / 'checkpoints').iterdir()] == ['latest.pt']
 
 
@@ -253,7 +270,7 @@ def test_checkpoints_folder_removed_mid_run(tmp_path, monkeypatch, capsys):
     failing_saves(monkeypatch, 4, lambda p: shutil.rmtree(p.parent))
     code, _, err = run_main(['--quiet', '--name', 'gone', *tiny(tmp_path / 'out', 'train.ckpt_every=1')], capsys)
     if code == 0:   # recreating the folder and carrying on is fine too
-        assert T.load_checkpoint(latest(tmp_path / 'out' / 'gone'))['epoch'] == 3
+        assert R.load_checkpoint(latest(tmp_path / 'out' / 'gone'))['epoch'] == 3
     else:
         assert_user_error(code, err, 'latest.pt')
     assert not (tmp_path / 'out' / 'gone' / '.lock').exists()
@@ -274,26 +291,26 @@ class Killed(BaseException):
 def test_kill_between_latest_and_best_save(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # the two epoch-end saves (best.pt, then latest.pt): die between them at the end of the final epoch
-    orig = T.save_atomic
+    orig = R.save_atomic
     def save(obj, path):
         if Path(path).name == 'latest.pt' and (obj['epoch'], obj['batch']) == (3, 0): raise Killed
         return orig(obj, path)
     monkeypatch.setattr(T, 'save_atomic', save)
-    cfg = T.config_from_dict(tiny_dict(tmp_path / 'out', 'b'))
+    cfg = C.config_from_dict(tiny_dict(tmp_path / 'out', 'b'))
     with pytest.raises(Killed): T.run(cfg, quiet=True)
     monkeypatch.setattr(T, 'save_atomic', orig)
     run_dir = tmp_path / 'out' / 'b'
-    T.run(T.resume_config(T.load_checkpoint(latest(run_dir)), {})[0], resume=latest(run_dir), quiet=True)
+    T.run(C.resume_config(R.load_checkpoint(latest(run_dir)), {})[0], resume=latest(run_dir), quiet=True)
     recs = read_metrics(run_dir)
     best_epoch = max(recs, key=lambda r: r['test_psnr'])['epoch']
-    assert T.load_checkpoint(run_dir / 'checkpoints' / 'best.pt')['epoch'] == best_epoch
+    assert R.load_checkpoint(run_dir / 'checkpoints' / 'best.pt')['epoch'] == best_epoch
 
 
 def test_kill_while_resume_rewrites_metrics(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / 'out' / 'm'
     failing_saves(monkeypatch, 10, lambda p: (_ for _ in ()).throw(Killed()))   # dies mid-epoch 2 (ckpt every step)
-    with pytest.raises(Killed): T.run(T.config_from_dict(tiny_dict(tmp_path / 'out', 'm', train={'ckpt_every': 1})), quiet=True)
+    with pytest.raises(Killed): T.run(C.config_from_dict(tiny_dict(tmp_path / 'out', 'm', train={'ckpt_every': 1})), quiet=True)
     monkeypatch.undo(); monkeypatch.chdir(tmp_path)
     assert [r['epoch'] for r in read_metrics(run_dir)] == [1]
     real_write = Path.write_text
@@ -301,10 +318,10 @@ def test_kill_while_resume_rewrites_metrics(tmp_path, monkeypatch):
         if 'metrics.jsonl' in self.name: open(self, 'w').close(); raise Killed   # killed just after truncating what it writes
         return real_write(self, data, *a, **k)
     monkeypatch.setattr(Path, 'write_text', write_text)
-    ck = T.load_checkpoint(latest(run_dir))
-    with pytest.raises(Killed): T.run(T.resume_config(ck, {})[0], resume=latest(run_dir), quiet=True)
+    ck = R.load_checkpoint(latest(run_dir))
+    with pytest.raises(Killed): T.run(C.resume_config(ck, {})[0], resume=latest(run_dir), quiet=True)
     monkeypatch.setattr(Path, 'write_text', real_write)
-    T.run(T.resume_config(ck, {})[0], resume=latest(run_dir), quiet=True)
+    T.run(C.resume_config(ck, {})[0], resume=latest(run_dir), quiet=True)
     assert [r['epoch'] for r in read_metrics(run_dir)] == [1, 2, 3]
 
 
@@ -340,7 +357,7 @@ def test_two_runs_same_name_at_once(tmp_path, reference, zygote):
 
 def test_same_name_race_second_run_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = T.config_from_dict(tiny_dict(tmp_path / 'out', 'race', train={'epochs': 1}))
+    cfg = C.config_from_dict(tiny_dict(tmp_path / 'out', 'race', train={'epochs': 1}))
     orig = T.load_data
     def load_data(c):   # run B is loading its data while run A (same name) starts and finishes
         monkeypatch.setattr(T, 'load_data', orig)
@@ -401,9 +418,9 @@ def test_resume_with_more_epochs(tmp_path, reference, copy_run, monkeypatch, cap
     assert recs[-1]['step'] == 5 * TINY_STEPS_PER_EPOCH
     log = (run_dir / 'resume.log').read_text().splitlines()
     assert len(log) == 1 and 'resumed at epoch 3 batch 0' in log[0] and 'train.epochs: 3 -> 5' in log[0], log
-    ck = T.load_checkpoint(latest(run_dir))
+    ck = R.load_checkpoint(latest(run_dir))
     assert ck['epoch'] == 5 and ck['config']['train']['epochs'] == 5
-    assert T.load_checkpoint(latest(ref))['config']['train']['epochs'] == 3
+    assert R.load_checkpoint(latest(ref))['config']['train']['epochs'] == 3
 
 
 # ================================================================ random input (hypothesis)
@@ -415,9 +432,9 @@ def key_types() -> dict:
         for k, t in typing.get_type_hints(cls).items():
             if dataclasses.is_dataclass(t): out[prefix + k] = dict; walk(t, f'{prefix}{k}.')
             else: out[prefix + k] = t
-    walk(T.Config, '')
-    out['quantizer'], out['quantizer.type'] = dict, typing.Literal[tuple(T.QUANTIZERS)]
-    for cls in T.QUANTIZERS.values():
+    walk(C.Config, '')
+    out['quantizer'], out['quantizer.type'] = dict, typing.Literal[tuple(C.QUANTIZERS)]
+    for cls in C.QUANTIZERS.values():
         for k, t in typing.get_type_hints(cls.__init__).items():
             if k != 'return': out.setdefault(f'quantizer.{k}', t)
     return out
@@ -432,7 +449,7 @@ EXCLUDED = {
 }
 KNOWN = sorted(k for k in TYPES if k not in EXCLUDED)
 # keys valid with the tiny config's quantizer (vqema), drawn more often than the other quantizers' keys
-CORE = [k for k in KNOWN if not k.startswith('quantizer.') or k[10:] in typing.get_type_hints(T.QUANTIZERS['vqema'].__init__)]
+CORE = [k for k in KNOWN if not k.startswith('quantizer.') or k[10:] in typing.get_type_hints(C.QUANTIZERS['vqema'].__init__)]
 # Known keys whose valid values must stay small (big ones are big jobs, or the known crashes of test_odd_values_fail_cleanly:
 # model.n_hid=1, train.n_samples=0, huge train.seed / train.threads / sizes). Larger positive ints drawn for them are negated.
 BOUNDED = {'train.epochs': (1, 2), 'model.n_hid': (2, 24), 'model.n_res': (1, 3), 'quantizer.K': (1, 256),
@@ -686,7 +703,7 @@ def test_checkpoint_problems_in_process(broken_checkpoints, tmp_path, monkeypatc
         assert_user_error(code, err, *CKPT_NEEDLES[c])
     code, _, err = run_main(['--quiet', '--resume', run_dir / 'checkpoints' / 'best.pt', '--epochs', '4'], capsys)
     assert code == 0, err
-    assert T.load_checkpoint(latest(run_dir))['epoch'] == 4
+    assert R.load_checkpoint(latest(run_dir))['epoch'] == 4
 
 
 @pytest.mark.parametrize('change', [{'model': {'n_hid': 32}}, {'model': {'n_res': 2}}, {'quantizer': {'type': 'vqema', 'K': 64, 'dim': 8}},
@@ -696,8 +713,8 @@ def test_checkpoint_of_another_model(change, tmp_path, reference, monkeypatch):
     "Trainer.restore of a checkpoint from another model size or quantizer: a one-line UserError naming the file."
     monkeypatch.chdir(tmp_path)
     path = latest(reference('train.ckpt_every=2'))
-    ck = T.load_checkpoint(path)
-    tr = T.Trainer(T.config_from_dict(tiny_dict(tmp_path / 'out', 'other', **change)), tmp_path / 'out' / 'other')
+    ck = R.load_checkpoint(path)
+    tr = T.Trainer(C.config_from_dict(tiny_dict(tmp_path / 'out', 'other', **change)), tmp_path / 'out' / 'other')
     with pytest.raises(UserError) as e: tr.restore(ck, path)
     assert str(path) in str(e.value) and 'does not match' in str(e.value) and '\n' not in str(e.value)
     assert not (tmp_path / 'out').exists()
@@ -718,7 +735,7 @@ def test_checkpoint_with_edited_config_cli(tmp_path, reference, copy_run, monkey
 
 def test_checkpoint_missing_keys(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    torch.save({'format': T.CKPT_FORMAT}, tmp_path / 'tagged.pt')
+    torch.save({'format': R.CKPT_FORMAT}, tmp_path / 'tagged.pt')
     code, _, err = run_main(['--quiet', '--resume', tmp_path / 'tagged.pt'], capsys)
     assert_user_error(code, err, 'tagged.pt')
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, _env, assert_user_error, read_metrics, tiny
+from vqba_nb.runs import RECORD_FILES
 
 SWEEP, ANALYZE = REPO / 'scripts' / 'sweep.py', REPO / 'scripts' / 'analyze.py'
 
@@ -31,8 +32,9 @@ def test_sweep_runs_skips_resumes_and_analyzes(sweep_file, tmp_path):
     exp = tmp_path / 'exp' / 'tiny'
     r = script(SWEEP, ['--sweep', sweep_file, '--list'], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert [l.split()[1] for l in r.stdout.splitlines()] == ['tiny/vq-s0', 'tiny/vq-s1', 'tiny/ba-s0', 'tiny/ba-s1']
-    assert all(l.split()[2] == 'new' for l in r.stdout.splitlines())
+    lines = r.stdout.splitlines()
+    assert [l.split()[1] for l in lines[:-1]] == ['tiny/vq-s0', 'tiny/vq-s1', 'tiny/ba-s0', 'tiny/ba-s1']
+    assert all(l.split()[2] == 'pending' for l in lines[:-1]) and lines[-1] == '4 pending'
     # one array job
     r = script(SWEEP, ['--sweep', sweep_file, '--index', 2], tmp_path)
     assert r.returncode == 0 and 'tiny/ba-s0: ran' in r.stdout, r.stdout + r.stderr
@@ -42,9 +44,15 @@ def test_sweep_runs_skips_resumes_and_analyzes(sweep_file, tmp_path):
     assert r.returncode == 0, r.stderr
     r = script(SWEEP, ['--sweep', sweep_file, '--parallel', 2], tmp_path)
     assert r.returncode == 0, r.stderr
-    assert 'tiny/vq-s0: resumed' in r.stdout and 'tiny/ba-s0: skipped (done)' in r.stdout and 'tiny/vq-s1: ran' in r.stdout, r.stdout
+    assert 'tiny/vq-s0: resumed' in r.stdout and 'tiny/ba-s0: skipped (recorded)' in r.stdout and 'tiny/vq-s1: ran' in r.stdout, r.stdout
+    results = tmp_path / 'results' / 'tiny'
     for run in ['vq-s0', 'vq-s1', 'ba-s0', 'ba-s1']:
         assert [m['epoch'] for m in read_metrics(exp / run)] == [1, 2], run
+        assert sorted(p.name for p in (results / run).iterdir()) == sorted(RECORD_FILES), run   # the record, no checkpoints
+        assert [m['epoch'] for m in read_metrics(results / run)] == [1, 2]
+    # the record of run 0 (killed after 1 epoch, then resumed) names both commands
+    prov = json.loads((results / 'vq-s0' / 'record.json').read_text())['provenance']
+    assert [p['what'] for p in prov] == ['start', 'resume'] and '--index 0' in prov[0]['command'], prov
     # the analysis of the whole sweep
     r = script(ANALYZE, ['--experiment', 'tiny', '--root', tmp_path / 'exp'], tmp_path)
     assert r.returncode == 0, r.stderr
@@ -56,6 +64,28 @@ def test_sweep_runs_skips_resumes_and_analyzes(sweep_file, tmp_path):
     # a single run, by path
     r = script(ANALYZE, ['--experiment', exp / 'vq-s0'], tmp_path)
     assert r.returncode == 0 and (exp / 'vq-s0' / 'analysis' / 'report.md').is_file(), r.stderr
+
+
+def test_sweep_continues_from_records(sweep_file, tmp_path):
+    "A new machine (no experiments/) skips runs with a finished record; a killed run's copied folder is not a record."
+    import shutil
+    r = script(SWEEP, ['--sweep', sweep_file, '--index', 0], tmp_path)
+    assert r.returncode == 0 and 'recorded in' in r.stdout, r.stdout + r.stderr
+    results = tmp_path / 'results' / 'tiny'
+    # a run killed after its first epoch, its folder copied into results/ by hand with a record.json
+    r = script(SWEEP, ['--sweep', sweep_file, '--index', 1, '--epochs', 1, '--no-record'], tmp_path)
+    assert r.returncode == 0, r.stderr
+    shutil.copytree(tmp_path / 'exp' / 'tiny' / 'vq-s1', results / 'vq-s1', ignore=shutil.ignore_patterns('checkpoints', '.lock'))
+    (results / 'vq-s1' / 'record.json').write_text('{}')
+    shutil.rmtree(tmp_path / 'exp')                                  # a fresh clone: only results/ is there
+    r = script(SWEEP, ['--sweep', sweep_file, '--list'], tmp_path)
+    assert r.returncode == 0, r.stderr
+    status = {l.split()[1]: l.split()[2] for l in r.stdout.splitlines()[:-1]}
+    assert status == {'tiny/vq-s0': 'recorded', 'tiny/vq-s1': 'pending', 'tiny/ba-s0': 'pending', 'tiny/ba-s1': 'pending'}, status
+    assert r.stdout.splitlines()[-1] == '1 recorded, 3 pending'
+    r = script(SWEEP, ['--sweep', sweep_file, '--index', 0], tmp_path)
+    assert r.returncode == 0 and 'tiny/vq-s0: skipped (recorded)' in r.stdout, r.stdout
+    assert not (tmp_path / 'exp').exists()                           # nothing was trained
 
 
 def test_analyze_reports_malformed_metrics(sweep_file, tmp_path):
@@ -99,3 +129,11 @@ def test_shipped_sweeps_expand():
     assert [n for n, _ in quick] == ['quick/vqema-K256-s0', 'quick/vqema-K256-s1', 'quick/vqema-K512-s0', 'quick/vqema-K512-s1']
     comp = expand_sweep(REPO / 'sweeps' / 'compare.yaml', epochs=3)
     assert len(comp) == 12 and {c.quantizer['type'] for _, c in comp} == {'vqema', 'ba'} and all(c.train.epochs == 3 for _, c in comp)
+    study = expand_sweep(REPO / 'sweeps' / 'study.yaml')
+    names = [n for n, _ in study]
+    assert len(study) == 34 and names[:2] == ['study/vqema-K512-s0', 'study/ba-K512-s0']
+    main = [c for n, c in study if not n.startswith('study/frontier-')]
+    assert len(main) == 28 and all(c.train.epochs == 10 and c.data.batch_size == 128 for c in main)
+    frontier = [c for n, c in study if n.startswith('study/frontier-')]
+    assert sorted(c.quantizer['beta_end'] for c in frontier) == [0.3, 1.0, 3.0, 10.0, 30.0, 1000.0]
+    assert all(c.train.epochs == 3 and c.quantizer['schedule'] == 'constant' for c in frontier)

@@ -10,7 +10,8 @@ import numpy as np
 import yaml
 from scipy import stats
 from .data import UserError
-from .train import fail, parse_metrics
+from .data import fail
+from .runs import parse_metrics
 
 # %% auto #0
 __all__ = ['MIN_SEEDS', 'METRICS', 'LABELS', 'HIGHER_IS_BETTER', 'CURVES', 'read_run', 'find_runs', 'mean_ci', 'compare',

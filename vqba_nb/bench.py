@@ -11,7 +11,9 @@ import torch
 from .data import UserError, load_cifar10, synthetic_cifar, Batches, CIFAR_DIR, data_root
 from .quantizers import build_quantizer
 from .model import VQVAE, param_groups
-from .train import config_from_dict, read_yaml, Trainer, evaluate, fail
+from .data import fail
+from .config import config_from_dict, read_yaml
+from .train import Trainer, evaluate
 
 # %% auto #0
 __all__ = ['PILCifar', 'bench_reference', 'bench_project', 'quantizer_ms', 'peak_rss_mb', 'bench', 'format_table', 'main']

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal, Optional
 import torch
 import yaml
-from .data import UserError, fail, load_cifar10, synthetic_cifar, Batches
+from .data import UserError, fail, HelpFormatter, load_cifar10, synthetic_cifar, Batches
 from .metrics import CodeUsage, psnr_per_image
 from .quantizers import build_quantizer
 from .model import VQVAE, recon_loss, param_groups
@@ -190,15 +190,17 @@ def run(cfg:Config, resume:str|Path|None=None, data=None, quiet:bool=False, chan
 
 # %% ../nbs/04b_train.ipynb #a1f89b6f
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog='vqba-train', description='Train a VQ-VAE on CIFAR-10 (see configs/).',
-                                epilog='Overrides: dotted key=value pairs, e.g. optim.lr=1e-3 quantizer.K=256')
-    p.add_argument('--config', help='YAML config file (may `inherit:` another)')
-    p.add_argument('--resume', help='checkpoint to continue, e.g. experiments/NAME/checkpoints/latest.pt')
-    p.add_argument('--epochs', type=int); p.add_argument('--name'); p.add_argument('--seed', type=int)
+    p = argparse.ArgumentParser(prog='vqba-train', description='Train a VQ-VAE on CIFAR-10 (see configs/).', formatter_class=HelpFormatter,
+                                epilog='Overrides: dotted key=value pairs after the options, e.g. optim.lr=1e-3 quantizer.K=256 (keys: see configs/base.yaml)')
+    p.add_argument('--config', help="YAML config file (may `inherit:` another); default: the built-in defaults, as configs/base.yaml")
+    p.add_argument('--resume', help='checkpoint to continue, e.g. experiments/NAME/checkpoints/latest.pt (the run keeps its own config)')
+    p.add_argument('--epochs', type=int, help="total epochs of the run (train.epochs); default: the config's")
+    p.add_argument('--name', help='run folder under out_dir (default: config file stem + date and time)')
+    p.add_argument('--seed', type=int, help="seed of initialisation, data order and augmentation (train.seed); default: the config's")
     p.add_argument('--data-dir', help='folder holding cifar-10-batches-py/ (default: $VQBA_DATA, else ./data)')
-    p.add_argument('--device', help='cpu, cuda, cuda:N or mps')
+    p.add_argument('--device', help="cpu, cuda, cuda:N or mps (train.device); default: the config's")
     p.add_argument('--quiet', action='store_true', help='no progress bar or per-epoch lines')
-    p.add_argument('overrides', nargs='*', metavar='key=value')
+    p.add_argument('overrides', nargs='*', metavar='key=value', help='dotted config overrides, applied after the options')
     p.error = lambda msg: (_ for _ in ()).throw(UserError(f'{msg} (see vqba-train --help)'))
     return p.parse_intermixed_args(argv)
 
