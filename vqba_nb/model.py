@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_model.ipynb #1addab77
 from __future__ import annotations
-from typing import NamedTuple
+from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -48,10 +48,12 @@ class Decoder(nn.Module):
 
 # %% ../nbs/03_model.ipynb #389d56f0
 def recon_loss(x:torch.Tensor, x_hat:torch.Tensor, data_var:float=CIFAR_VAR) -> torch.Tensor:
-    "MSE / (2 * data variance), as in the reference."
+    "Mean squared error divided by twice the data variance, as in the reference."
     return F.mse_loss(x_hat, x) / (2 * data_var)
 
-class VQVAEOut(NamedTuple):
+@dataclass
+class VQVAEOut:
+    "What the VQ-VAE's forward returns."
     x_hat: torch.Tensor   # (B,3,32,32) reconstruction, in the input's [-0.5, 0.5] scale
     q_loss: torch.Tensor  # scalar quantizer loss
     indices: torch.Tensor # (B,8,8) codes

@@ -5,7 +5,7 @@
 # %% ../nbs/02_quantizers.ipynb #b05b7026
 from __future__ import annotations
 import math
-from typing import NamedTuple
+from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -17,7 +17,9 @@ __all__ = ['QUANTIZERS', 'QuantOut', 'to_vectors', 'to_maps', 'sq_dists', 'Quant
            'distinct_codes', 'plot_ba_toy', 'KMeansQuantizer', 'GumbelQuantizer', 'build_quantizer']
 
 # %% ../nbs/02_quantizers.ipynb #fa9a9d26
-class QuantOut(NamedTuple):
+@dataclass
+class QuantOut:
+    "What every quantizer's forward returns."
     z_q: torch.Tensor      # (B,D,H,W) what the decoder sees
     loss: torch.Tensor     # scalar, added to the reconstruction loss
     indices: torch.Tensor  # (B,H,W) code index of each latent position
@@ -354,7 +356,7 @@ class KMeansQuantizer(CodebookQuantizer):
         out = self.hard(v, z_e, self.commitment)
         if not self.training: return out
         codebook_loss = F.mse_loss(self.codebook[out.indices.flatten()], v.detach())   # the codebook's only teacher
-        return out._replace(loss=out.loss + codebook_loss, stats={**out.stats, 'codebook_loss': codebook_loss.detach()})
+        return replace(out, loss=out.loss + codebook_loss, stats={**out.stats, 'codebook_loss': codebook_loss.detach()})
 
 # %% ../nbs/02_quantizers.ipynb #9969079c
 class GumbelQuantizer(Quantizer):

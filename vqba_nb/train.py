@@ -38,7 +38,8 @@ def evaluate(model:VQVAE, batches:Batches, batch_images:int=128) -> tuple[dict, 
     return {**m, **{f'test_{k}': v for k, v in usage.summary().items()}}, usage.counts
 
 # %% ../nbs/04b_train.ipynb #e4ab2d1f
-class Interrupted(Exception): pass
+class Interrupted(Exception):
+    "Raised by `fit` after Ctrl-C or SIGTERM: the checkpoint is saved, the run can be resumed."
 
 def load_data(cfg:Config):
     "Training and test images (uint8) for a config."
@@ -189,7 +190,9 @@ def run(cfg:Config, resume:str|Path|None=None, data=None, quiet:bool=False, chan
     return record, run_dir
 
 # %% ../nbs/04b_train.ipynb #a1f89b6f
-def parse_args(argv=None):
+def parse_args(argv:list[str]|None=None # the arguments (default: sys.argv[1:])
+              ) -> argparse.Namespace:
+    "The command line of `vqba-train`; a mistake raises `UserError`."
     p = argparse.ArgumentParser(prog='vqba-train', description='Train a VQ-VAE on CIFAR-10 (see configs/).', formatter_class=HelpFormatter,
                                 epilog='Overrides: dotted key=value pairs after the options, e.g. optim.lr=1e-3 quantizer.K=256 (keys: see configs/base.yaml)')
     p.add_argument('--config', help="YAML config file (may `inherit:` another); default: the built-in defaults, as configs/base.yaml")
@@ -204,7 +207,7 @@ def parse_args(argv=None):
     p.error = lambda msg: (_ for _ in ()).throw(UserError(f'{msg} (see vqba-train --help)'))
     return p.parse_intermixed_args(argv)
 
-def cli_overrides(args, base:dict|None=None) -> dict:
+def cli_overrides(args:argparse.Namespace, base:dict|None=None) -> dict:
     "`base` (default empty) with the command line's flags, then its key=value pairs, applied in that order."
     flags = {'train.epochs': args.epochs, 'name': args.name, 'train.seed': args.seed, 'data.dir': args.data_dir, 'train.device': args.device}
     return apply_overrides(base or {}, [f'{k}={json.dumps(v)}' for k, v in flags.items() if v is not None] + list(args.overrides))
