@@ -137,3 +137,15 @@ def test_shipped_sweeps_expand():
     frontier = [c for n, c in study if n.startswith('study/frontier-')]
     assert sorted(c.quantizer['beta_end'] for c in frontier) == [0.3, 1.0, 3.0, 10.0, 30.0, 1000.0]
     assert all(c.train.epochs == 3 and c.quantizer['schedule'] == 'constant' for c in frontier)
+
+
+def test_sweep_failed_run_exits_2(sweep_file, tmp_path):
+    "A run that cannot start (its folder is locked by a live process) is reported, and the sweep exits with status 2."
+    import os, socket
+    run_dir = tmp_path / 'exp' / 'tiny' / 'vq-s0'
+    run_dir.mkdir(parents=True)
+    (run_dir / '.lock').write_text(f'{socket.gethostname()} {os.getpid()}')   # this test's own process: alive
+    r = script(SWEEP, ['--sweep', sweep_file, '--index', 0], tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert 'tiny/vq-s0: failed: run folder' in r.stdout and 'in use by process' in r.stdout, r.stdout
+    assert r.stderr.strip().startswith('error: 1 run(s) failed') and len(r.stderr.strip().splitlines()) == 1, r.stderr

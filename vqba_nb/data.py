@@ -15,6 +15,7 @@ __all__ = ['CIFAR_DIR', 'CIFAR_FILES', 'CIFAR_VAR', 'UserError', 'fail', 'HelpFo
 # %% ../nbs/00_data.ipynb #1c6928e2
 class UserError(Exception):
     "A problem with the user's input; the message names it and says how to fix it."
+    def __init__(self, msg:str): super().__init__(msg)
 
 def fail(msg) -> typing.NoReturn:
     "How every command line reports a `UserError`: one line on stderr, exit status 2."

@@ -314,7 +314,8 @@ def distinct_codes(e:torch.Tensor, tol:float=1e-2) -> int:
         if not any((c - r).norm() < tol for r in reps): reps.append(c)
     return len(reps)
 
-def plot_ba_toy(x:torch.Tensor, betas=(0.05, 0.3, 1.0, 10.0), K:int=8, ax=None):
+def plot_ba_toy(x:torch.Tensor, betas:tuple=(0.05, 0.3, 1.0, 10.0), K:int=8, ax:list|None=None # matplotlib axes, one per beta (default: a new figure)
+               ):
     "Scatter the points coloured by their most probable code and the codes sized by Q, one panel per beta."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(1, len(betas), figsize=(3.2 * len(betas), 3.2), squeeze=False); ax = ax[0]

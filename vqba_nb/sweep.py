@@ -91,7 +91,13 @@ def _worker(args):
     except UserError as e: what = f'failed: {e}'
     return f'[{i}] {name}: {what} ({time.time() - t0:.0f}s)'
 
-def sweep_main(argv=None):
+def _report(lines):
+    "Print each run's line; if any run failed, end with a UserError naming how many (exit status 2)."
+    failed = 0
+    for line in lines: print(line, flush=True); failed += ': failed: ' in line
+    if failed: raise UserError(f'{failed} run(s) failed (see the lines above); fix the cause and run the sweep again: finished runs are skipped')
+
+def sweep_main(argv:list[str]|None=None):
     "Entry point of `vqba-sweep` and scripts/sweep.py."
     p = argparse.ArgumentParser(prog='vqba-sweep', description='Run a grid of training runs (see sweeps/), resumably, recording finished runs.',
                                 formatter_class=HelpFormatter)
@@ -115,15 +121,13 @@ def sweep_main(argv=None):
             return
         if a.index is not None:
             if not 0 <= a.index < len(runs): raise UserError(f'--index {a.index} out of range: the sweep has {len(runs)} runs (0..{len(runs) - 1})')
-            print(_worker((a.index, *runs[a.index], a.threads, results))); return
+            return _report([_worker((a.index, *runs[a.index], a.threads, results))])
         if a.parallel < 1: raise UserError('--parallel must be at least 1')
         if a.threads is not None and a.threads < 1: raise UserError('--threads must be at least 1')
         threads = a.threads or (max(1, (os.cpu_count() or 1) // a.parallel) if a.parallel > 1 else None)
         jobs = [(i, n, c, threads, results) for i, (n, c) in enumerate(runs)]
-        if a.parallel == 1:
-            for j in jobs: print(_worker(j), flush=True)
+        if a.parallel == 1: _report(map(_worker, jobs))
         else:
             import concurrent.futures as cf, multiprocessing as mp
-            with cf.ProcessPoolExecutor(a.parallel, mp_context=mp.get_context('spawn')) as ex:
-                for line in ex.map(_worker, jobs): print(line, flush=True)
+            with cf.ProcessPoolExecutor(a.parallel, mp_context=mp.get_context('spawn')) as ex: _report(ex.map(_worker, jobs))
     except UserError as e: fail(e)

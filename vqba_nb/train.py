@@ -40,6 +40,7 @@ def evaluate(model:VQVAE, batches:Batches, batch_images:int=128) -> tuple[dict, 
 # %% ../nbs/04b_train.ipynb #e4ab2d1f
 class Interrupted(Exception):
     "Raised by `fit` after Ctrl-C or SIGTERM: the checkpoint is saved, the run can be resumed."
+    def __init__(self, sig:int): super().__init__(sig)   # the signal number
 
 def load_data(cfg:Config):
     "Training and test images (uint8) for a config."
@@ -50,7 +51,8 @@ def load_data(cfg:Config):
 # %% ../nbs/04b_train.ipynb #9be61143
 class Trainer:
     "A run: model, optimiser, data and position (epoch, batch, step), with checkpoint save and restore."
-    def __init__(self, cfg:Config, run_dir:Path, data=None):
+    def __init__(self, cfg:Config, run_dir:Path,
+                 data:tuple[torch.Tensor, torch.Tensor]|None=None): # (train, test) uint8 images; default: loaded as cfg.data says
         self.cfg, self.run_dir = cfg, Path(run_dir)
         if cfg.train.threads: torch.set_num_threads(cfg.train.threads)
         self.device = torch.device(cfg.train.device)
@@ -163,7 +165,7 @@ def _check_device(device:str):
 
 
 # %% ../nbs/04b_train.ipynb #bab118ac
-def run(cfg:Config, resume:str|Path|None=None, data=None, quiet:bool=False, changes=()) -> tuple[dict, Path]:
+def run(cfg:Config, resume:str|Path|None=None, data:tuple[torch.Tensor, torch.Tensor]|None=None, quiet:bool=False, changes:tuple|list=()) -> tuple[dict, Path]:
     "Train the run `cfg` (fresh, or from checkpoint `resume`); returns the last epoch's record and the run folder."
     _check_device(cfg.train.device)
     ck = load_checkpoint(resume) if resume else None
@@ -233,7 +235,7 @@ def _main(argv=None):
     print('  ' + '  '.join(f'{k[5:]}={rec[k]:.4g}' for k in keys if k in rec))
     return 0
 
-def main(argv=None):
+def main(argv:list[str]|None=None):
     "Entry point of `vqba-train` and scripts/train.py: user errors print one line and exit with status 2."
     try: sys.exit(_main(argv))
     except UserError as e: fail(e)
