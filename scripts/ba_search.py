@@ -9,16 +9,20 @@ from pathlib import Path
 from vqba_nb.config import config_from_dict, read_yaml, _merge
 from vqba_nb.runs import read_metrics
 from vqba_nb.train import run
-from vqba_nb.data import UserError
+from vqba_nb.data import UserError, HelpFormatter
 
-p = argparse.ArgumentParser()
-p.add_argument('--subset', type=int, default=10000); p.add_argument('--test-subset', type=int, default=2000)
-p.add_argument('--epochs', type=int, default=2); p.add_argument('--out', default='experiments/ba_search')
-p.add_argument('--betas', default='0.1:5,1:100', help='comma-separated start:end pairs')
+p = argparse.ArgumentParser(prog='ba_search', description='Grid search over BA-VQ options (dist_norm, assign, codebook_update, beta range) '
+                            'from configs/ba_seed.yaml on a CIFAR-10 training subset; prints a markdown table and writes search.json.',
+                            formatter_class=HelpFormatter)
+p.add_argument('--subset', type=int, default=10000, help='CIFAR-10 training images per run (data.subset)')
+p.add_argument('--test-subset', type=int, default=2000, help='test images of the hard evaluation (data.test_subset)')
+p.add_argument('--epochs', type=int, default=2, help='epochs per run')
+p.add_argument('--out', default='experiments/ba_search', help='folder of the run folders and search.json; runs already there are read back, not redone')
+p.add_argument('--betas', default='0.1:5,1:100', help='comma-separated start:end pairs of the beta schedule')
 p.add_argument('--part', default='0/1', help='I/N: run only every N-th grid point from I (to split over processes)')
-p.add_argument('--threads', type=int, default=1)
-p.add_argument('--full', action='store_true', help='the full 36-run product')
-p.add_argument('--only', default='', help='run only grid points whose name contains this')
+p.add_argument('--threads', type=int, default=1, help='torch CPU threads per run (train.threads)')
+p.add_argument('--full', action='store_true', help='the full 36-run product instead of the chosen 23 runs')
+p.add_argument('--only', help='run only grid points whose name contains this (default: all)')
 a = p.parse_args()
 betas = [tuple(float(x) for x in b.split(':')) for b in a.betas.split(',')]
 # The full product is 36 runs; this machine affords about half. 'running' (distances in units of the current hard
@@ -40,7 +44,7 @@ for gi, (norm, assign, upd, (b0, b1)) in enumerate(grid):
             'quantizer': {'dist_norm': norm, 'assign': assign, 'codebook_update': upd, 'beta_start': b0, 'beta_end': b1}}
     cfg = config_from_dict(_merge(base, over))
     t0 = time.time()
-    if gi % nparts == part and a.only in name and not (Path(a.out) / name / 'metrics.jsonl').exists():
+    if gi % nparts == part and (a.only or '') in name and not (Path(a.out) / name / 'metrics.jsonl').exists():
         try: run(cfg, quiet=True)
         except UserError as e: print(f'{name}: {e}')
     rec = (read_metrics(Path(a.out) / name) or [{}])[-1]

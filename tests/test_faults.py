@@ -102,10 +102,13 @@ def test_random_sigkills_then_resume_is_exact(tmp_path, reference, zygote):
     ('quantizer.restart_threshold=8.0',),
     ('quantizer.type=ba', 'quantizer.q_mode=balanced', 'quantizer.dist_norm=running', 'quantizer.assign=hard_st',
      'quantizer.codebook_update=ema', 'quantizer.beta_start=10.0', 'quantizer.beta_end=1000.0'),
-], ids=['vqema_restart', 'ba_balanced'])
+    ('quantizer.type=ba', 'quantizer.dist_norm=running', 'quantizer.assign=hard_st', 'quantizer.codebook_update=ema',
+     'quantizer.beta_start=10.0', 'quantizer.beta_end=1000.0'),
+], ids=['vqema_restart', 'ba_balanced', 'ba_fast_path'])
 def test_sigkills_resume_exact_restart_and_balanced(quant, tmp_path, reference, zygote):
-    """The quantizers with extra state (the restart generator and step counter; the Sinkhorn prior's schedule): SIGKILLs
-    at seeded random moments, then resume; the finished run equals an uninterrupted one bitwise."""
+    """The quantizers with extra state (the restart generator and step counter; the Sinkhorn prior's schedule) and BA-VQ's
+    default configuration (its fast path reuses buffers between steps, which must carry nothing over): SIGKILLs at seeded
+    random moments, then resume; the finished run equals an uninterrupted one bitwise."""
     extra = ('train.ckpt_every=1', 'train.epochs=3', *quant)
     ref = reference(*extra)
     if 'restart' in quant[0]: assert sum(m['train_restarts'] for m in read_metrics(ref)) > 0, 'the reference run must restart codes'

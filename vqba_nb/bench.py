@@ -4,19 +4,19 @@
 
 # %% ../nbs/06_bench.ipynb #08d7b2dc
 from __future__ import annotations
-import argparse, json, os, platform, resource, statistics, sys, time
+import argparse, json, os, resource, statistics, time
 from pathlib import Path
-import numpy as np
 import torch
-from .data import UserError, load_cifar10, synthetic_cifar, Batches, CIFAR_DIR, data_root
+from .data import UserError, fail, HelpFormatter, load_cifar10, synthetic_cifar, Batches, CIFAR_DIR, data_root
 from .quantizers import build_quantizer
 from .model import VQVAE, param_groups
-from .data import fail
 from .config import config_from_dict, read_yaml
+from .runs import machine
 from .train import Trainer, evaluate
 
 # %% auto #0
-__all__ = ['PILCifar', 'bench_reference', 'bench_project', 'quantizer_ms', 'peak_rss_mb', 'bench', 'format_table', 'main']
+__all__ = ['BENCH_QUANTIZERS', 'PILCifar', 'time_interleaved', 'reference_pipeline', 'project_pipeline', 'quantizer_ms',
+           'bench_quantizers', 'bench_data', 'peak_rss_mb', 'bench', 'format_table', 'parse_args', 'main']
 
 # %% ../nbs/06_bench.ipynb #2ba39084
 class PILCifar(torch.utils.data.Dataset):
@@ -31,29 +31,34 @@ class PILCifar(torch.utils.data.Dataset):
         return self.tf(Image.fromarray(self.x[i])) - 0.5
 
 # %% ../nbs/06_bench.ipynb #efda32c4
-def _timed(step, batches, warmup:int, steps:int, repeats:int, sync) -> list[float]:
-    "Images/s of `repeats` timed runs of `steps` steps each, after `warmup` untimed steps; `batches` is an endless iterator."
-    for _ in range(warmup): step(next(batches))
-    sync()
-    rates = []
-    for _ in range(repeats):
-        t0, n = time.perf_counter(), 0
-        for _ in range(steps):
-            x = next(batches); step(x); n += len(x)
-        sync(); rates.append(n / (time.perf_counter() - t0))
-    return rates
-
 def _forever(make):
+    "Batches without end: those of `make(epoch)` for epoch 0, 1, 2, ..."
     e = 0
     while True:
         yield from make(e); e += 1
 
+def time_interleaved(pipes:dict, # name -> (step, batches): a step function and an endless iterator of batches
+                     warmup:int, steps:int, repeats:int, sync=lambda: None) -> tuple[dict, dict]:
+    "Images/s of each pipeline in each of `repeats` rounds (a round times every pipeline in turn), and the seconds of each one's first step."
+    first = {}
+    for name, (step, batches) in pipes.items():
+        for i in range(warmup):
+            t0 = time.perf_counter(); step(next(batches)); sync()
+            if i == 0: first[name] = time.perf_counter() - t0
+    rates = {name: [] for name in pipes}
+    for _ in range(repeats):
+        for name, (step, batches) in pipes.items():
+            t0, n = time.perf_counter(), 0
+            for _ in range(steps):
+                x = next(batches); step(x); n += len(x)
+            sync(); rates[name].append(n / (time.perf_counter() - t0))
+    return rates, first
+
 # %% ../nbs/06_bench.ipynb #40de1e0e
-def bench_reference(images, cfg, device, warmup, steps, repeats, sync):
-    "The reference-style pipeline: PIL per-image transforms through a DataLoader, the same model with VQ-EMA, AdamW."
+def reference_pipeline(images, cfg, device):
+    "The reference-style pipeline: PIL per-image transforms through a DataLoader, the same model with VQ-EMA, AdamW; (step, batches)."
     torch.manual_seed(0)
-    q = {**cfg.quantizer, 'type': 'vqema'}
-    q = {k: v for k, v in q.items() if k in ('type', 'K', 'dim')}
+    q = {k: v for k, v in {**cfg.quantizer, 'type': 'vqema'}.items() if k in ('type', 'K', 'dim')}
     model = VQVAE(build_quantizer(q), cfg.model.n_hid, cfg.model.n_res).to(device)
     opt = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr)
     dl = torch.utils.data.DataLoader(PILCifar(images), batch_size=cfg.data.batch_size, shuffle=True, num_workers=0, drop_last=True)
@@ -61,99 +66,155 @@ def bench_reference(images, cfg, device, warmup, steps, repeats, sync):
         x = x.to(device)
         out = model(x); loss = model.loss(x, out)
         opt.zero_grad(); loss.backward(); opt.step()
-    return _timed(step, _forever(lambda e: iter(dl)), warmup, steps, repeats, sync)
+    return step, _forever(lambda e: iter(dl))
 
-def bench_project(images, cfg, device, warmup, steps, repeats, sync, data_only=False):
-    "This project's data path and training step (`Trainer.train_step`); with `data_only`, the batches alone."
+def project_pipeline(images, cfg, device, data_only=False):
+    "This project's data path and training step (`Trainer.train_step`), or with `data_only` the batches alone; (step, batches, trainer)."
     tr = Trainer(cfg, Path(os.devnull), data=(images, images[:cfg.data.eval_batch_size]))
-    step = (lambda x: None) if data_only else tr.train_step
-    return _timed(step, _forever(lambda e: tr.train_batches.epoch(e)), warmup, steps, repeats, sync), tr
+    return (lambda x: None) if data_only else tr.train_step, _forever(lambda e: tr.train_batches.epoch(e)), tr
 
 # %% ../nbs/06_bench.ipynb #dd9173ee
-def quantizer_ms(qcfg:dict, bs:int=128, device='cpu', reps:int=10, sync=lambda: None) -> float:
-    "Median ms of one training-mode forward+backward of a quantizer on random (bs, dim, 8, 8) latents."
-    q = build_quantizer(qcfg).to(device).train()
-    z = torch.randn(bs, q.dim, 8, 8, device=device, requires_grad=True)
-    times = []
-    for i in range(reps + 2):
-        t0 = time.perf_counter()
-        out = q(z); (out.z_q.square().mean() + out.loss).backward(); sync()
-        if i >= 2: times.append(1000 * (time.perf_counter() - t0))
-    return statistics.median(times)
+def quantizer_ms(qcfgs:dict, # name -> quantizer config section
+                 bs:int=128, device='cpu', reps:int=10, sync=lambda: None) -> dict:
+    "Median ms of one training-mode forward+backward of each quantizer on random (bs, dim, 8, 8) latents, the quantizers in turn."
+    qs = {n: build_quantizer(c).to(device).train() for n, c in qcfgs.items()}
+    zs = {n: torch.randn(bs, q.dim, 8, 8, device=device, requires_grad=True) for n, q in qs.items()}
+    times = {n: [] for n in qs}
+    for i in range(reps + 2):                              # the first two: data init and warm-up
+        for n, q in qs.items():
+            t0 = time.perf_counter()
+            out = q(zs[n]); (out.z_q.square().mean() + out.loss).backward(); sync()
+            if i >= 2: times[n].append(1000 * (time.perf_counter() - t0))
+    return {n: statistics.median(t) for n, t in times.items()}
 
 # %% ../nbs/06_bench.ipynb #7e030ee3
+BENCH_QUANTIZERS = {   # name -> (config file next to --config, what to set on top of it)
+    'identity': ('identity.yaml', {'type': 'identity'}), 'vqema': ('vqema.yaml', {'type': 'vqema'}),
+    'ba': ('ba.yaml', {'type': 'ba'}), 'ba_generic': ('ba.yaml', {'type': 'ba', 'fast': False})}
+
+def bench_quantizers(names, config_dir:Path) -> dict:
+    "The quantizer config sections of `names`, from their files in `config_dir` (the built-in defaults where a file is missing)."
+    out = {}
+    for n in names:
+        if n not in BENCH_QUANTIZERS: raise UserError(f"unknown quantizer {n!r} in --quantizers; choose from {', '.join(BENCH_QUANTIZERS)}")
+        f, over = BENCH_QUANTIZERS[n]
+        out[n] = {**(read_yaml(config_dir / f).get('quantizer', {}) if (config_dir / f).is_file() else {}), **over}
+    return out
+
+# %% ../nbs/06_bench.ipynb #b7e2d4a1
+def bench_data(data_dir, n_images:int, eval_images:int):
+    "Training and test images (uint8) and the data's name: CIFAR-10 where it is found, else synthetic CIFAR-shaped images."
+    root = data_root(data_dir)
+    if (root / CIFAR_DIR).is_dir(): return load_cifar10(root, 'train', False)[0][:n_images], load_cifar10(root, 'test', False)[0][:eval_images], 'CIFAR-10'
+    return synthetic_cifar(n_images, 1)[0], synthetic_cifar(eval_images, 2)[0], 'synthetic'
+
 def peak_rss_mb() -> float:
     "Peak resident memory of this process so far, MB (Linux reports KB)."
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+# %% ../nbs/06_bench.ipynb #c3f9e8b2
 def bench(config:str|None='configs/base.yaml', device:str='cpu', data_dir=None, n_images:int=5120, warmup:int=3, steps:int=10,
-          repeats:int=3, quantizers=('identity', 'vqema', 'ba'), reference:bool=True, eval_images:int=10000, compile:bool=True, log=print) -> dict:
-    "Run the benchmark; returns the results dict (see `scripts/bench.py`)."
+          repeats:int=3, quantizers=('identity', 'vqema', 'ba'), reference:bool=True, eval_images:int=10000, compile:bool=True,
+          threads:int|None=None, log=print) -> dict:
+    "Run the benchmark; returns the results (see `scripts/bench.py`)."
+    if threads: torch.set_num_threads(threads)
     base = read_yaml(config) if config else {}
+    qcfgs = bench_quantizers(quantizers, Path(config).parent if config else Path('configs'))
     dev = torch.device(device)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
-    root = data_root(data_dir)
-    if (root / CIFAR_DIR).is_dir():
-        xtr, xte, source = load_cifar10(root, 'train', False)[0][:n_images], load_cifar10(root, 'test', False)[0][:eval_images], f'CIFAR-10 ({root})'
-    else: (xtr, _), (xte, _), source = synthetic_cifar(n_images, 1), synthetic_cifar(eval_images, 2), 'synthetic CIFAR-shaped images (no CIFAR-10 found)'
-    qdefaults = {'identity': {'type': 'identity'}, 'vqema': read_yaml('configs/vqema.yaml')['quantizer'] if Path('configs/vqema.yaml').is_file() else {'type': 'vqema'},
-                 'ba': read_yaml('configs/ba.yaml')['quantizer'] if Path('configs/ba.yaml').is_file() else {'type': 'ba'}}
-    def cfg_for(qname, compile=False):
-        q = {**qdefaults[qname], 'K': base.get('quantizer', {}).get('K', 512), 'dim': base.get('quantizer', {}).get('dim', 64)}
-        return config_from_dict({**base, 'quantizer': q, 'train': {**base.get('train', {}), 'device': device, 'ckpt_every': 0, 'compile': compile}, 'wandb': {'mode': 'disabled'}})
-    res = {'device': device, 'data': source, 'n_images': len(xtr), 'batch_size': cfg_for('vqema').data.batch_size, 'threads': torch.get_num_threads(),
-           'torch': torch.__version__, 'machine': platform.processor() or platform.machine(), 'warmup': warmup, 'steps': steps, 'repeats': repeats, 'runs': {}}
-    def record(name, rates):
-        res['runs'][name] = {'images_per_s': statistics.median(rates), 'all': [round(r, 1) for r in rates]}
-        log(f'{name:28s} {statistics.median(rates):9.1f} images/s')
-    if reference: record('reference (PIL+DataLoader)', bench_reference(xtr, cfg_for('vqema'), dev, warmup, steps, repeats, sync))
-    record('data path only', bench_project(xtr, cfg_for('vqema'), dev, warmup, steps, repeats, sync, data_only=True)[0])
-    for qn in quantizers:
-        rates, tr = bench_project(xtr, cfg_for(qn), dev, warmup, steps, repeats, sync)
-        record(f'project {qn}', rates)
-        res['runs'][f'project {qn}']['quantizer_fwd_bwd_ms'] = quantizer_ms(cfg_for(qn).quantizer, res['batch_size'], dev, sync=sync)
-        if qn == 'vqema':
-            t0 = time.perf_counter()
-            evaluate(tr.model, Batches(xte, tr.cfg.data.eval_batch_size, device=dev), tr.cfg.data.batch_size); sync()
-            res['eval_s'] = time.perf_counter() - t0; res['eval_images'] = len(xte)
-    if compile and 'vqema' in quantizers: record('project vqema +compile', bench_project(xtr, cfg_for('vqema', True), dev, warmup, steps, repeats, sync)[0])
+    xtr, xte, data = bench_data(data_dir, n_images, eval_images)
+    size = {k: base.get('quantizer', {}).get(k, v) for k, v in (('K', 512), ('dim', 64))}
+    def cfg_for(q, compile=False):
+        train = {**base.get('train', {}), 'device': device, 'ckpt_every': 0, 'compile': compile, 'threads': threads}
+        return config_from_dict({**base, 'quantizer': {**q, **size}, 'train': train, 'wandb': {'mode': 'disabled'}})
+    vq = cfg_for(qcfgs.get('vqema', {'type': 'vqema'}))
+    pipes, trainers = {}, {}
+    if reference: pipes['reference (PIL+DataLoader)'] = reference_pipeline(xtr, vq, dev)
+    pipes['data path only'] = project_pipeline(xtr, vq, dev, data_only=True)[:2]
+    for n, q in qcfgs.items():
+        step, batches, trainers[n] = project_pipeline(xtr, cfg_for(q), dev)
+        pipes[f'project {n}'] = step, batches
+    if compile and 'vqema' in qcfgs: pipes['project vqema +compile'] = project_pipeline(xtr, cfg_for(qcfgs['vqema'], True), dev)[:2]
+    log(f"timing {', '.join(pipes)}: {warmup} warm-up steps each, then {repeats} rounds of {steps} steps")
+    rates, first = time_interleaved(pipes, warmup, steps, repeats, sync)
+    res = {'machine': machine(device), 'device': device, 'threads': torch.get_num_threads(), 'torch': torch.__version__,
+           'data': data, 'config': Path(config).name if config else None, 'quantizer_configs': {n: cfg_for(q).quantizer for n, q in qcfgs.items()},
+           'n_images': len(xtr), 'batch_size': vq.data.batch_size, 'warmup': warmup, 'steps': steps, 'repeats': repeats, 'runs': {}}
+    for name, r in rates.items():
+        res['runs'][name] = {'images_per_s': statistics.median(r), 'all': [round(x, 1) for x in r], 'first_step_s': round(first.get(name, float('nan')), 2)}
+    for n, ms in quantizer_ms(res['quantizer_configs'], res['batch_size'], dev, sync=sync).items(): res['runs'][f'project {n}']['quantizer_fwd_bwd_ms'] = ms
+    if 'vqema' in trainers:
+        tr = trainers['vqema']; t0 = time.perf_counter()
+        evaluate(tr.model, Batches(xte, tr.cfg.data.eval_batch_size, device=dev), tr.cfg.data.batch_size); sync()
+        res['eval_s'], res['eval_images'] = time.perf_counter() - t0, len(xte)
+    return _summarise(res, dev)
+
+# %% ../nbs/06_bench.ipynb #d4a0f7c3
+def _summarise(res:dict, dev) -> dict:
+    "Ratios to the reference and to VQ-EMA, the epoch estimate, peak memory."
     r = res['runs']
     ref = r.get('reference (PIL+DataLoader)', {}).get('images_per_s')
-    for k, v in r.items():
+    for v in r.values():
         if ref: v['ratio_to_reference'] = v['images_per_s'] / ref
-    if 'project ba' in r and 'project vqema' in r:
-        res['ba_over_vqema_step_time'] = r['project vqema']['images_per_s'] / r['project ba']['images_per_s']
     if 'project vqema' in r:
-        res['epoch_s_estimate'] = 50000 / r['project vqema']['images_per_s']
+        vq = r['project vqema']['images_per_s']
+        res['step_time_vs_vqema'] = {k[8:]: vq / v['images_per_s'] for k, v in r.items() if k.startswith('project ') and k != 'project vqema'}
+        if 'ba' in res['step_time_vs_vqema']: res['ba_over_vqema_step_time'] = res['step_time_vs_vqema']['ba']
+        res['epoch_s_estimate'] = 50000 / vq
         if 'eval_s' in res: res['eval_fraction_of_epoch'] = res['eval_s'] * (10000 / res['eval_images']) / res['epoch_s_estimate']
     res['peak_rss_mb'] = peak_rss_mb()
     if dev.type == 'cuda': res['peak_gpu_mb'] = torch.cuda.max_memory_allocated(dev) / 2 ** 20
     return res
 
+# %% ../nbs/06_bench.ipynb #e5b1a8d4
 def format_table(res:dict) -> str:
     "The results as a plain-text table."
-    lines = [f"{res['device']}, {res['threads']} threads, torch {res['torch']}, batch {res['batch_size']}, data: {res['data']}",
-             f"{'pipeline':28s} {'images/s':>9s} {'x ref':>7s} {'quantizer fwd+bwd ms':>21s}"]
+    lines = [f"{res['machine']}; device {res['device']}; batch {res['batch_size']}; data: {res['data']}",
+             f"{'pipeline':28s} {'images/s':>9s} {'x ref':>7s} {'first step s':>13s} {'quantizer fwd+bwd ms':>21s}"]
     for k, v in res['runs'].items():
         q = v.get('quantizer_fwd_bwd_ms')
-        lines.append(f"{k:28s} {v['images_per_s']:9.1f} {v.get('ratio_to_reference', float('nan')):7.2f} {'' if q is None else f'{q:21.2f}'}")
-    if 'ba_over_vqema_step_time' in res: lines.append(f"BA-VQ / VQ-EMA step time: {res['ba_over_vqema_step_time']:.3f}")
+        lines.append(f"{k:28s} {v['images_per_s']:9.1f} {v.get('ratio_to_reference', float('nan')):7.2f} {v['first_step_s']:13.2f} {'' if q is None else f'{q:21.2f}'}")
+    if res.get('step_time_vs_vqema'): lines.append('step time / VQ-EMA step time: ' + ', '.join(f'{k} {v:.3f}' for k, v in res['step_time_vs_vqema'].items()))
     if 'eval_s' in res: lines.append(f"evaluation of {res['eval_images']} test images: {res['eval_s']:.1f}s ({100 * res.get('eval_fraction_of_epoch', float('nan')):.1f}% of an epoch at the VQ-EMA rate)")
     lines.append(f"peak RSS {res['peak_rss_mb']:.0f} MB" + (f", peak GPU {res['peak_gpu_mb']:.0f} MB" if 'peak_gpu_mb' in res else ''))
     return '\n'.join(lines)
 
-def main(argv=None):
-    "Entry point of scripts/bench.py."
-    p = argparse.ArgumentParser(prog='bench', description='Training throughput: this project against a reference-style pipeline, same run.')
-    p.add_argument('--config', default='configs/base.yaml'); p.add_argument('--device', default='cpu'); p.add_argument('--data-dir')
-    p.add_argument('--images', type=int, default=5120); p.add_argument('--warmup', type=int, default=3); p.add_argument('--steps', type=int, default=10)
-    p.add_argument('--repeats', type=int, default=3); p.add_argument('--eval-images', type=int, default=10000)
-    p.add_argument('--quantizers', default='identity,vqema,ba'); p.add_argument('--no-reference', action='store_true')
-    p.add_argument('--no-compile', action='store_true', help='skip the torch.compile variant')
-    p.add_argument('--json', default='bench.json', help='where to write the results')
+# %% ../nbs/06_bench.ipynb #f6c2b9e5
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog='bench', description='Training throughput: this project against a reference-style pipeline, measured in one process.',
+                                formatter_class=HelpFormatter)
+    p.add_argument('--config', default='configs/base.yaml', help='base config (model, batch size, K, dim); the quantizers\' configs (vqema.yaml, ba.yaml, identity.yaml) are read from its folder')
+    p.add_argument('--device', default='cpu', help='cpu, cuda, cuda:N or mps')
+    p.add_argument('--threads', type=int, help="torch CPU threads (default: torch's own choice, one per core)")
+    p.add_argument('--data-dir', help='folder holding cifar-10-batches-py/ (default: $VQBA_DATA, else ./data); synthetic images where it is missing')
+    p.add_argument('--images', type=int, default=5120, help='training images to cycle through')
+    p.add_argument('--warmup', type=int, default=3, help='untimed steps of each pipeline before timing (the first one is reported: it includes compilation)')
+    p.add_argument('--steps', type=int, default=10, help='timed steps of each pipeline per round')
+    p.add_argument('--repeats', type=int, default=3, help='rounds; each times every pipeline in turn, and the median round is reported')
+    p.add_argument('--eval-images', type=int, default=10000, help='test images for the evaluation timing (with VQ-EMA)')
+    p.add_argument('--quantizers', default='identity,vqema,ba', help=f"comma-separated, from: {', '.join(BENCH_QUANTIZERS)} (ba_generic: BA-VQ with fast=False)")
+    p.add_argument('--no-reference', action='store_true', help='skip the reference-style pipeline (PIL images through a DataLoader)')
+    p.add_argument('--no-compile', action='store_true', help='skip VQ-EMA with train.compile (encoder and decoder compiled at their first step)')
+    p.add_argument('--json', metavar='PATH', help='also write the results as JSON to PATH (nothing is written without it)')
+    p.error = lambda msg: (_ for _ in ()).throw(UserError(f'{msg} (see bench --help)'))
     a = p.parse_args(argv)
+    for k in ('images', 'steps', 'repeats', 'eval_images', 'threads'):
+        if getattr(a, k) is not None and getattr(a, k) < 1: raise UserError(f"--{k.replace('_', '-')} must be at least 1, got {getattr(a, k)}")
+    if a.warmup < 1: raise UserError(f'--warmup must be at least 1, got {a.warmup}')
+    bad = [n for n in a.quantizers.split(',') if n not in BENCH_QUANTIZERS]
+    if bad: raise UserError(f"unknown quantizer {bad[0]!r} in --quantizers; choose from {', '.join(BENCH_QUANTIZERS)}")
+    return a
+
+# %% ../nbs/06_bench.ipynb #18e4c0a7
+def main(argv=None):
+    "Entry point of scripts/bench.py: prints the table, writes JSON only with --json; bad input: one line on stderr, exit status 2."
     try:
-        res = bench(a.config, a.device, a.data_dir, a.images, a.warmup, a.steps, a.repeats, tuple(a.quantizers.split(',')), not a.no_reference, a.eval_images, not a.no_compile)
+        a = parse_args(argv)
+        res = bench(a.config, a.device, a.data_dir, a.images, a.warmup, a.steps, a.repeats, tuple(a.quantizers.split(',')),
+                    not a.no_reference, a.eval_images, not a.no_compile, a.threads)
+        print('\n' + format_table(res))
+        if a.json:
+            try: Path(a.json).write_text(json.dumps(res, indent=1) + '\n')
+            except OSError as e: raise UserError(f'cannot write {a.json}: {e.strerror}') from None
+            print(f'results written to {a.json}')
     except UserError as e: fail(e)
-    print('\n' + format_table(res))
-    Path(a.json).write_text(json.dumps(res, indent=1)); print(f'results written to {a.json}')

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .metrics import code_counts, entropy
+from .ba_fast import ba_hard_step
 
 # %% auto #0
 __all__ = ['QUANTIZERS', 'QuantOut', 'to_vectors', 'to_maps', 'sq_dists', 'Quantizer', 'IdentityQuantizer', 'CodebookQuantizer',
@@ -35,9 +36,9 @@ def to_maps(v:torch.Tensor, like:torch.Tensor) -> torch.Tensor:
     B, D, H, W = like.shape
     return v.reshape(B, H, W, D).permute(0, 3, 1, 2)
 
-def sq_dists(z:torch.Tensor, e:torch.Tensor) -> torch.Tensor:
-    "Squared Euclidean distances (N,K) between vectors `z` (N,D) and codes `e` (K,D)."
-    d = torch.addmm((e * e).sum(1)[None], z, e.t(), alpha=-2) + (z * z).sum(1, keepdim=True)
+def sq_dists(z:torch.Tensor, e:torch.Tensor, out:torch.Tensor|None=None) -> torch.Tensor:
+    "Squared Euclidean distances (N,K) between vectors `z` (N,D) and codes `e` (K,D), into `out` if given (no autograd then)."
+    d = torch.addmm((e * e).sum(1)[None], z, e.t(), alpha=-2, out=out).add_((z * z).sum(1, keepdim=True))   # one (N,K) tensor, added in place
     return d.clamp_min_(0)  # the expansion can go slightly negative in float32
 
 # %% ../nbs/02_quantizers.ipynb #f7c8a273
@@ -223,7 +224,8 @@ class BAQuantizer(CodebookQuantizer):
                  decay:float=0.99, eps:float=1e-5, # codebook EMA (codebook_update='ema')
                  dist_decay:float=0.99, # running mean of the nearest-code distance (dist_norm='running')
                  restart_threshold:float=0., restart_every:int=1, # dead-code restart (codebook_update='ema'), as VQ-EMA
-                 init:str='data', seed:int=0):
+                 init:str='data', seed:int=0,
+                 fast:bool=True): # train by closed forms where they apply (`fast_path`; same values); False: always the autograd path
         super().__init__(K, dim, decay, eps, init, seed, 'grad' if codebook_update == 'grad' else 'ema', restart_threshold, restart_every)
         choices = {'schedule': ('constant', 'linear', 'cosine', 'exp'), 'dist_norm': ('none', 'dim', 'running'),
                    'q_mode': ('batch', 'ema', 'uniform', 'balanced'), 'assign': ('soft', 'hard_st', 'hard_soft_grad'), 'codebook_update': ('grad', 'ema')}
@@ -236,23 +238,24 @@ class BAQuantizer(CodebookQuantizer):
         if commitment < 0: raise ValueError(f'commitment must be >= 0, got {commitment}')
         self.beta_start, self.beta_end, self.schedule, self.ba_iters = beta_start, beta_end, schedule, ba_iters
         self.dist_norm, self.q_mode, self.q_decay, self.q_min, self.dist_decay = dist_norm, q_mode, q_decay, q_min, dist_decay
-        self.assign, self.codebook_update, self.commitment, self.sinkhorn_iters = assign, codebook_update, commitment, sinkhorn_iters
+        self.assign, self.codebook_update, self.commitment, self.sinkhorn_iters, self.fast = assign, codebook_update, commitment, sinkhorn_iters, fast
         self._beta = beta_at(0., beta_start, beta_end, schedule)
         self.register_buffer('beta', torch.tensor(self._beta))
         self.register_buffer('log_q', torch.full((K,), -math.log(K)))   # running Q (q_mode='ema')
         self.register_buffer('dist_scale', torch.tensor(0.))            # running mean nearest-code distance (dist_norm='running'); 0 = unset
+        self._work = None                                               # forward_fast's two (N,K) buffers, reused between steps
 
     def set_progress(self, frac:float):
         self._beta = beta_at(frac, self.beta_start, self.beta_end, self.schedule)
         self.beta.fill_(self._beta)   # the buffer, for checkpoints and logs
 
-    def scale(self, d:torch.Tensor):
-        "The unit of distance that beta refers to (a float or a 0-d tensor); updates the running mean in training."
+    def scale(self, dmin:torch.Tensor):
+        "The unit of distance that beta refers to (a float or a 0-d tensor), from the nearest-code distances `dmin` (N,); updates the running mean in training."
         if self.dist_norm == 'dim': return float(self.dim)
         if self.dist_norm == 'none': return 1.0
         if self.training:
             with torch.no_grad():
-                m = d.min(1).values.mean()                     # the current distortion of hard VQ
+                m = dmin.mean()                                # the current distortion of hard VQ
                 self.dist_scale.copy_(torch.where(self.dist_scale > 0, self.dist_scale.lerp(m, 1 - self.dist_decay), m))
         return self.dist_scale.clamp_min(1e-12)
 
@@ -261,16 +264,47 @@ class BAQuantizer(CodebookQuantizer):
         if self.q_mode == 'uniform': return bd.new_full((self.K,), -math.log(self.K))
         if self.q_mode == 'balanced': return sinkhorn_prior(bd, self.sinkhorn_iters)
         log_q = ba_prior(bd, self.ba_iters, self.log_q if self.q_mode == 'ema' else None, self.q_min)
-        if self.q_mode == 'ema': self.log_q.copy_(torch.logaddexp(self.log_q + math.log(self.q_decay), log_q + math.log1p(-self.q_decay)))
+        self.update_running_q(log_q)
         return log_q
+
+    def update_running_q(self, log_q:torch.Tensor):
+        "q_mode='ema': the running log Q moves towards this batch's `log_q` (K,)."
+        if self.q_mode == 'ema': self.log_q.copy_(torch.logaddexp(self.log_q + math.log(self.q_decay), log_q + math.log1p(-self.q_decay)))
+
+    @property
+    def fast_path(self) -> bool:
+        "Whether training steps go through `forward_fast`: hard codes, the EMA codebook, a BA or uniform prior, beta > 0."
+        return self.fast and self.assign == 'hard_st' and self.codebook_update == 'ema' and self.q_mode != 'balanced' and self._beta > 0
+
+    def workspace(self, v:torch.Tensor) -> torch.Tensor:
+        "(2,N,K) buffers for `forward_fast`, kept between steps: no (N,K) tensor outlives its step, and fresh 16 MB ones cost page faults."
+        w, shape = self._work, (2, len(v), self.K)
+        if w is None or w.shape != shape or w.dtype != v.dtype or w.device != v.device: w = self._work = v.new_empty(shape)
+        return w
+
+    def forward_fast(self, v:torch.Tensor, z_e:torch.Tensor) -> QuantOut:
+        "The training step of `forward` by `ba_hard_step`'s closed forms (vqba_nb.ba_fast): the same values, fewer and cheaper passes over (N,K)."
+        e = self.codebook.clone()                              # (K,D) as before this step's EMA update
+        work = self.workspace(v)
+        with torch.no_grad(): d = sq_dists(v.detach(), e, out=work[0]); dmin = d.amin(1)   # (N,K), (N,)
+        q0 = self.log_q.exp() if self.q_mode == 'ema' else v.new_full((self.K,), 1 / self.K)
+        r = ba_hard_step(v, e, d, dmin, self._beta / self.scale(dmin), 0 if self.q_mode == 'uniform' else self.ba_iters, q0, self.q_min, work[1])
+        self.update_running_q(r.q.log())
+        self.ema_update(r.n, r.m)
+        stats = {'beta': self.beta.clone(), 'entropy_p': r.entropy_p, 'entropy_q': entropy(r.q), 'perplexity_q': entropy(r.q).exp(),
+                 'rate': r.rate, **self.batch_usage(r.idx)}
+        if self.restart_threshold: stats['restarts'] = self.restart_dead(v.detach())
+        z_q = v + (e[r.idx] - v).detach()                      # (N,D) the MAP code, straight-through
+        return QuantOut(to_maps(z_q, z_e), self.commitment * r.loss, r.idx.view(z_e.shape[0], *z_e.shape[2:]), stats)
 
     def forward(self, z_e):
         v = to_vectors(z_e)                                    # (N,D)
         self.maybe_init(v)
         if not self.training: return self.hard(v, z_e, self.commitment)
+        if self.fast_path: return self.forward_fast(v, z_e)
         e = self.codebook if self.codebook_update == 'grad' else self.codebook.clone()  # the EMA step below writes in place
         d = sq_dists(v, e)                                     # (N,K), differentiable in z and (grad mode) e
-        bd = d * (self._beta / self.scale(d))                  # beta * scaled distances, one pass; _beta is a float (no sync)
+        bd = d * (self._beta / self.scale(d.detach().amin(1)))  # beta * scaled distances, one pass; _beta is a float (no sync)
         with torch.no_grad(): log_q = self.prior(bd.detach())
         log_p = torch.log_softmax(log_q - bd, dim=1)           # (N,K), gradient through d only
         p = log_p.exp()
