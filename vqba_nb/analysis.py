@@ -60,7 +60,9 @@ def arm_of(cfg:dict) -> str:
     if q.get('schedule', 'linear') == 'constant': return 'frontier'
     return {'uniform': 'ba_uniform', 'balanced': 'ba_balanced'}.get(q.get('q_mode', 'batch'), 'ba')
 
-def label(arm:str) -> str: return ARMS.get(arm, arm)
+def label(arm:str) -> str:
+    "The readable name of an arm (the arm itself if it has none)."
+    return ARMS.get(arm, arm)
 
 # %% ../nbs/05_analysis.ipynb #f9cd5c50
 METRICS = {'test_perplexity': 'perplexity', 'used_codes': 'used codes', 'test_dead_codes': 'dead codes', 'test_psnr': 'PSNR (dB)', 'mse': 'MSE'}

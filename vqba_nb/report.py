@@ -164,7 +164,9 @@ def report(runs:list[dict], title:str, figs=()) -> str:
                       '## More figures', '', *[l for n in ('code_usage', 'ba_schedule', 'reconstructions') for l in img(n)]])
 
 # %% ../nbs/05a_report.ipynb #745f4728
-def analyze(src, out_dir=None) -> str:
+def analyze(src:str|Path, # a run, an experiment or a records folder
+            out_dir:str|Path|None=None # where to write (default: <src>/analysis)
+           ) -> str:
     "report.md and the figures of a run, an experiment or a records folder, written to `out_dir` (default `<src>/analysis`)."
     import matplotlib.pyplot as plt
     src = Path(src)
@@ -178,7 +180,7 @@ def analyze(src, out_dir=None) -> str:
     return text
 
 # %% ../nbs/05a_report.ipynb #e132040d
-def main(argv=None):
+def main(argv:list[str]|None=None):
     "Entry point of `vqba-analyze` and scripts/analyze.py."
     p = argparse.ArgumentParser(prog='analyze.py', formatter_class=HelpFormatter,
                                 description='Tables, figures and a verdict for a run, a sweep (--experiment) or committed run records (--results).')
