@@ -49,7 +49,7 @@ class TrainCfg:
     ckpt_every: int = 0                # also checkpoint every N steps (0: at epoch ends only)
     on_nonfinite: Literal['stop', 'skip'] = 'stop'  # a NaN/inf loss or gradient stops the run, or skips the batch
     n_samples: int = 16                # test images in the reconstruction grids
-    compile: bool = False              # torch.compile the encoder and decoder (+13% images/s on the 2-core CPU, ~3 s to compile)
+    compile: bool = False              # torch.compile the encoder and decoder: +3-4% images/s at one thread, +2-22% at two (2-core CPU); 2-28 s at the first step
 
 @dataclass
 class WandbCfg:
