@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_bench.ipynb #08d7b2dc
 from __future__ import annotations
-import argparse, json, os, resource, statistics, time
+import argparse, json, os, resource, statistics, time, typing
 from pathlib import Path
 import torch
 from .data import UserError, fail, HelpFormatter, load_cifar10, synthetic_cifar, Batches, CIFAR_DIR, data_root
@@ -38,8 +38,9 @@ def _forever(make):
         yield from make(e); e += 1
 
 def time_interleaved(pipes:dict, # name -> (step, batches): a step function and an endless iterator of batches
-                     warmup:int, steps:int, repeats:int, sync=lambda: None) -> tuple[dict, dict]:
+                     warmup:int, steps:int, repeats:int, sync:typing.Callable|None=None) -> tuple[dict, dict]:
     "Images/s of each pipeline in each of `repeats` rounds (a round times every pipeline in turn), and the seconds of each one's first step."
+    sync = sync or (lambda: None)   # e.g. torch.cuda.synchronize on a GPU
     first = {}
     for name, (step, batches) in pipes.items():
         for i in range(warmup):
@@ -75,8 +76,9 @@ def project_pipeline(images, cfg, device, data_only=False):
 
 # %% ../nbs/06_bench.ipynb #dd9173ee
 def quantizer_ms(qcfgs:dict, # name -> quantizer config section
-                 bs:int=128, device='cpu', reps:int=10, sync=lambda: None) -> dict:
+                 bs:int=128, device:str='cpu', reps:int=10, sync:typing.Callable|None=None) -> dict:
     "Median ms of one training-mode forward+backward of each quantizer on random (bs, dim, 8, 8) latents, the quantizers in turn."
+    sync = sync or (lambda: None)
     qs = {n: build_quantizer(c).to(device).train() for n, c in qcfgs.items()}
     zs = {n: torch.randn(bs, q.dim, 8, 8, device=device, requires_grad=True) for n, q in qs.items()}
     times = {n: [] for n in qs}
@@ -113,7 +115,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 # %% ../nbs/06_bench.ipynb #c3f9e8b2
-def bench(config:str|None='configs/base.yaml', device:str='cpu', data_dir=None, n_images:int=5120, warmup:int=3, steps:int=10,
+def bench(config:str|None='configs/base.yaml', device:str='cpu', data_dir:str|None=None, n_images:int=5120, warmup:int=3, steps:int=10,
           repeats:int=3, quantizers=('identity', 'vqema', 'ba'), reference:bool=True, eval_images:int=10000, compile:bool=True,
           threads:int|None=None, log=print) -> dict:
     "Run the benchmark; returns the results (see `scripts/bench.py`)."
@@ -180,7 +182,8 @@ def format_table(res:dict) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/06_bench.ipynb #f6c2b9e5
-def parse_args(argv=None):
+def parse_args(argv:list[str]|None=None) -> argparse.Namespace:
+    "The command line of scripts/bench.py; a mistake raises `UserError`."
     p = argparse.ArgumentParser(prog='bench', description='Training throughput: this project against a reference-style pipeline, measured in one process.',
                                 formatter_class=HelpFormatter)
     p.add_argument('--config', default='configs/base.yaml', help='base config (model, batch size, K, dim); the quantizers\' configs (vqema.yaml, ba.yaml, identity.yaml) are read from its folder')
@@ -206,7 +209,7 @@ def parse_args(argv=None):
     return a
 
 # %% ../nbs/06_bench.ipynb #18e4c0a7
-def main(argv=None):
+def main(argv:list[str]|None=None):
     "Entry point of scripts/bench.py: prints the table, writes JSON only with --json; bad input: one line on stderr, exit status 2."
     try:
         a = parse_args(argv)
