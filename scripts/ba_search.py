@@ -9,7 +9,7 @@ from pathlib import Path
 from vqba_nb.config import config_from_dict, read_yaml, _merge
 from vqba_nb.runs import read_metrics
 from vqba_nb.train import run
-from vqba_nb.data import UserError, HelpFormatter
+from vqba_nb.data import UserError, HelpFormatter, fail
 
 p = argparse.ArgumentParser(prog='ba_search', description='Grid search over BA-VQ options (dist_norm, assign, codebook_update, beta range) '
                             'from configs/ba_seed.yaml on a CIFAR-10 training subset; prints a markdown table and writes search.json.',
@@ -23,8 +23,17 @@ p.add_argument('--part', default='0/1', help='I/N: run only every N-th grid poin
 p.add_argument('--threads', type=int, default=1, help='torch CPU threads per run (train.threads)')
 p.add_argument('--full', action='store_true', help='the full 36-run product instead of the chosen 23 runs')
 p.add_argument('--only', help='run only grid points whose name contains this (default: all)')
-a = p.parse_args()
-betas = [tuple(float(x) for x in b.split(':')) for b in a.betas.split(',')]
+p.error = lambda msg: (_ for _ in ()).throw(UserError(f'{msg} (see ba_search.py --help)'))
+try:   # bad input: one line on stderr, exit status 2, as every script of the project
+    a = p.parse_args()
+    try: betas = [tuple(float(x) for x in b.split(':')) for b in a.betas.split(',')]
+    except ValueError: betas = []
+    if not betas or any(len(b) != 2 or b[0] < 0 or b[1] < 0 for b in betas):
+        raise UserError(f'--betas must be comma-separated start:end pairs of non-negative numbers, e.g. 0.1:5,1:100; got {a.betas!r}')
+    try: part, nparts = map(int, a.part.split('/'))
+    except ValueError: part, nparts = -1, 0
+    if not 0 <= part < nparts: raise UserError(f'--part must be I/N with 0 <= I < N, e.g. 0/2; got {a.part!r}')
+except UserError as e: fail(e)
 # The full product is 36 runs; this machine affords about half. 'running' (distances in units of the current hard
 # distortion) gets the full grid; raw distances ('none') the seed's setting and two hard variants; 'dim' (per-dimension
 # squared error, ~1/64 of raw, so beta 0.1 -> 5 is nearly uniform throughout) three runs at the high beta range.
@@ -34,7 +43,6 @@ grid = ([('none', 'soft', 'grad', b) for b in betas] + [('none', m, 'ema', betas
         # added after the first results: starting below the first critical beta collapses the codebook, so start above it
         + [('running', m, u, (10., 1000.)) for m, u in (('hard_st', 'ema'), ('hard_soft_grad', 'ema'), ('soft', 'grad'), ('hard_st', 'grad'))])
 if a.full: grid = list(itertools.product(['none', 'dim', 'running'], ['soft', 'hard_soft_grad', 'hard_st'], ['grad', 'ema'], betas))
-part, nparts = map(int, a.part.split('/'))
 base = read_yaml('configs/ba_seed.yaml')
 rows = []
 for gi, (norm, assign, upd, (b0, b1)) in enumerate(grid):
