@@ -121,8 +121,9 @@ class CodebookQuantizer(Quantizer):
         pick = torch.randint(len(v), (self.K,), generator=g).to(v.device)   # K draws every step: the RNG stream does not depend on the data
         self.restart_rng.copy_(g.get_state()); self.restart_step += 1
         dead = (self.ema_count < self.restart_threshold) & (self.restart_step % self.restart_every == 0)   # (K,), no host sync
-        self.codebook.copy_(torch.where(dead[:, None], v[pick], self.codebook))
-        self.ema_sum.copy_(torch.where(dead[:, None], v[pick], self.ema_sum))   # count 1, sum = the vector: e_k = that vector
+        new = v[pick]                                                        # (K,D) candidate positions
+        self.codebook.copy_(torch.where(dead[:, None], new, self.codebook))
+        self.ema_sum.copy_(torch.where(dead[:, None], new, self.ema_sum))   # count 1, sum = the vector: e_k = that vector
         self.ema_count.copy_(torch.where(dead, torch.ones_like(self.ema_count), self.ema_count))
         return dead.sum().float()
 
@@ -325,7 +326,7 @@ class BAQuantizer(CodebookQuantizer):
             stats = {'beta': self.beta.clone(), 'entropy_p': h_p, 'entropy_q': entropy(log_q.exp()), 'perplexity_q': entropy(log_q.exp()).exp(),
                      'rate': -h_p - (n_k / len(pd) * log_q).sum(),  # mean_i KL(P_i || Q) = -H(P|Z) - sum_k mean_i(P_ik) log Q_k
                      **self.batch_usage(idx)}
-            if self.restart_threshold and self.codebook_update == 'ema': stats['restarts'] = restarts
+            if self.restart_threshold: stats['restarts'] = restarts   # restart implies the EMA codebook (checked at construction)
             if soft is not None: stats['soft_hard_gap'] = (soft.detach() - hard).pow(2).sum() / soft.detach().pow(2).sum().clamp_min(1e-12)
         return QuantOut(to_maps(zq, z_e), loss, idx.view(z_e.shape[0], *z_e.shape[2:]), stats)
 
