@@ -182,6 +182,6 @@ def test_arms_of_the_study_configs():
         want = 'frontier' if short.startswith('frontier-') else short.split('-K')[0]
         assert arm_of(dataclasses.asdict(cfg)) == want, name
     assert {arm_of(dataclasses.asdict(c)) for _, c in runs} == {'vqema', 'ba', 'identity', 'vqema_restart', 'kmeans', 'gumbel', 'ba_balanced',
-                                                                 'ba_uniform', 'frontier'}
+                                                                 'ba_uniform', 'ba_restart', 'frontier'}
     assert arm_of({'quantizer': {'type': 'ba', 'q_mode': 'ema'}}) == 'ba'
     assert arm_of({'quantizer': {'type': 'vqema', 'restart_threshold': 0.0}}) == 'vqema'

@@ -49,16 +49,19 @@ def find_runs(exp_dir) -> list[dict]:
 
 # %% ../nbs/05_analysis.ipynb #a07e5fe0
 ARMS = {'identity': 'continuous', 'vqema': 'VQ-EMA', 'vqema_restart': 'VQ-EMA + restart', 'kmeans': 'k-means VQ-VAE', 'gumbel': 'Gumbel',
-        'ba': 'BA-VQ', 'ba_uniform': 'BA uniform prior', 'ba_balanced': 'BA balanced (Sinkhorn)', 'frontier': 'BA-VQ, constant beta'}
+        'fsq': 'FSQ', 'ba': 'BA-VQ', 'ba_restart': 'BA-VQ + restart', 'ba_uniform': 'BA uniform prior', 'ba_balanced': 'balanced (OptVQ Sinkhorn)',
+        'frontier': 'BA-VQ, constant beta'}
 
 def arm_of(cfg:dict) -> str:
     "The arm of a run (a key of `ARMS`, or its quantizer type when unknown), from its config."
     q = cfg.get('quantizer') or {}
     kind = str(q.get('type', '?'))
     if kind == 'vqema': return 'vqema_restart' if (q.get('restart_threshold') or 0) > 0 else 'vqema'
+    if kind == 'balanced': return 'ba_balanced'
     if kind != 'ba': return kind
     if q.get('schedule', 'linear') == 'constant': return 'frontier'
-    return {'uniform': 'ba_uniform', 'balanced': 'ba_balanced'}.get(q.get('q_mode', 'batch'), 'ba')
+    if (q.get('restart_threshold') or 0) > 0: return 'ba_restart'
+    return {'uniform': 'ba_uniform', 'balanced': 'ba_balanced'}.get(q.get('q_mode', 'batch'), 'ba')   # q_mode balanced: the first version's records
 
 def label(arm:str) -> str:
     "The readable name of an arm (the arm itself if it has none)."

@@ -8,7 +8,7 @@ import argparse, json, os, resource, statistics, time, typing
 from pathlib import Path
 import torch
 from .data import UserError, fail, HelpFormatter, load_cifar10, synthetic_cifar, Batches, CIFAR_DIR, data_root
-from .quantizers import build_quantizer
+from .model import build_quantizer
 from .model import VQVAE, param_groups
 from .config import config_from_dict, read_yaml
 from .runs import machine

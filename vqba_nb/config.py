@@ -4,13 +4,13 @@
 
 # %% ../nbs/04_config.ipynb #20976a4a
 from __future__ import annotations
-import dataclasses, math, re, typing
+import dataclasses, math, re, types, typing
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Literal, Optional
 import yaml
 from .data import UserError
-from .quantizers import QUANTIZERS, build_quantizer
+from .model import QUANTIZERS, build_quantizer
 
 # %% auto #0
 __all__ = ['SAFE_ON_RESUME', 'DataCfg', 'ModelCfg', 'OptimCfg', 'TrainCfg', 'WandbCfg', 'Config', 'config_from_dict', 'read_yaml',
@@ -74,11 +74,17 @@ _FLOAT_RE = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?inf|nan', re
 def _check(value, hint, key:str):
     "`value` converted to type `hint`, or a UserError naming `key`."
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union:   # Optional[X]
-        return None if value is None else _check(value, args[0], key)
+    if origin in (typing.Union, types.UnionType):   # Optional[X], X|None
+        return None if value is None else _check(value, next(a for a in args if a is not type(None)), key)
     if origin is Literal:
         if value in args: return value
         raise UserError(f"config key '{key}' must be one of {', '.join(map(str, args))}; got {value!r}")
+    if origin in (list, tuple):   # list[X], tuple[X, ...], tuple[X, Y]: a YAML list, each element checked, returned as a list
+        fixed = origin is tuple and args[-1] is not Ellipsis   # tuple[X, Y]: one hint per position
+        names = ', '.join(getattr(a, '__name__', str(a)) for a in args if a is not Ellipsis)
+        if not isinstance(value, (list, tuple)) or (fixed and len(value) != len(args)):
+            raise UserError(f"config key '{key}' must be a list of {names}{f' ({len(args)} values)' if fixed else ''}, got {type(value).__name__} {value!r}")
+        return [_check(v, args[i] if fixed else args[0], f'{key}[{i}]') for i, v in enumerate(value)]
     if hint is float and isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()): value = float(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool): value = float(value)
     if hint is dict and isinstance(value, dict): return value
@@ -140,8 +146,11 @@ def config_from_dict(d:dict) -> Config:
     if not re.fullmatch(r'cpu|cuda(:\d+)?|mps', cfg.train.device): raise UserError(f"config key 'train.device' must be cpu, cuda, cuda:N or mps; got {cfg.train.device!r}")
     if cfg.name is not None and (not re.fullmatch(r'[\w.\-]{1,100}(/[\w.\-]{1,100})*', cfg.name) or {'.', '..'} & set(cfg.name.split('/'))):
         raise UserError(f"run name {cfg.name[:120]!r} must be letters, digits, '.', '-', '_' (and '/' between parts of at most 100 characters)")
-    try: build_quantizer(cfg.quantizer)
+    try: q = build_quantizer(cfg.quantizer)
     except (ValueError, TypeError) as e: raise UserError(f'quantizer config: {e}') from None
+    feats = getattr(q, 'features', None)
+    if feats is not None and feats != 2 * cfg.model.n_hid:
+        raise UserError(f'quantizer.features must be 2 x model.n_hid = {2 * cfg.model.n_hid} (the encoder\'s feature channels), got {feats}')
     return cfg
 
 # %% ../nbs/04_config.ipynb #f9308614
@@ -159,7 +168,10 @@ def read_yaml(path, _seen=()) -> dict:
     if not path.is_file(): raise UserError(f'config file {path} not found')
     if path.resolve() in _seen: raise UserError(f'config file {path} inherits itself')
     try: d = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e: raise UserError(f'config file {path} is not valid YAML: {str(e).splitlines()[0]}') from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)
+        where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark is not None else ''
+        raise UserError(f"config file {path} is not valid YAML{where}: {getattr(e, 'problem', None) or str(e).splitlines()[0]}") from None
     if not isinstance(d, dict): raise UserError(f'config file {path} must hold a mapping of keys to values')
     parent = d.pop('inherit', None)
     if parent is None: return d

@@ -8,8 +8,8 @@ import math
 import torch
 
 # %% auto #0
-__all__ = ['code_counts', 'entropy', 'counts_perplexity', 'perplexity', 'usage_rate', 'dead_codes', 'CodeUsage', 'psnr_per_image',
-           'psnr']
+__all__ = ['code_counts', 'entropy', 'counts_perplexity', 'perplexity', 'usage_rate', 'dead_codes', 'CodeUsage', 'DeadCodeProbe',
+           'psnr_per_image', 'psnr']
 
 # %% ../nbs/01_metrics.ipynb #55ea7798
 def code_counts(indices:torch.Tensor, # code indices, any shape
@@ -57,6 +57,38 @@ class CodeUsage:
         return {'perplexity': counts_perplexity(self.counts),
                 'perplexity_batch_avg': sum(self.batch_ppl) / max(len(self.batch_ppl), 1),
                 'usage_rate': used / self.K, 'dead_codes': self.K - used}
+
+# %% ../nbs/01_metrics.ipynb #98fcfc4e
+class DeadCodeProbe:
+    "Accumulates, over batches of vectors, each code's distance to its nearest vector and the mean distortion; `summary` says which dead codes are duplicates and which are stranded."
+    def __init__(self, codebook:torch.Tensor, # (K,D) codes
+                 dup_tol:float=1e-3): # a dead code within dup_tol x the mean distortion of a live code is a duplicate
+        self.e, self.dup_tol = codebook.detach().float(), dup_tol
+        self.near = torch.full((len(self.e),), math.inf, device=self.e.device)   # (K,) squared distance to the nearest vector seen
+        self.dist, self.n, self.log_q, self.n_q = 0., 0, 0., 0
+
+    def update(self, v:torch.Tensor, # (N,D) vectors
+               idx:torch.Tensor, # (N,) their codes
+               log_q:torch.Tensor|None=None): # (K,) a prior's log Q for this batch, if the quantizer has one
+        d = torch.cdist(v.float(), self.e).square()                          # (N,K)
+        self.near = torch.minimum(self.near, d.amin(0))
+        self.dist += d.gather(1, idx.reshape(-1, 1)).sum().item(); self.n += len(v)
+        if log_q is not None: self.log_q, self.n_q = self.log_q + log_q.float(), self.n_q + 1
+
+    def summary(self, counts:torch.Tensor, # (K,) code counts over the same vectors
+                beta_per_unit:float|None=None # beta / s, s the unit of distance beta refers to (BA-VQ), for dead_beta_gap_median
+               ) -> dict:
+        dead = (counts == 0).to(self.e.device)
+        mean_d = self.dist / max(self.n, 1)
+        out = {'dead_duplicates': 0, 'dead_far': 0}
+        if not dead.any() or dead.all(): return out
+        to_live = torch.cdist(self.e[dead], self.e[~dead]).square().amin(1)   # each dead code's squared distance to the nearest live code
+        gap = self.near[dead] / max(mean_d, 1e-30)
+        out = {'dead_duplicates': int((to_live < self.dup_tol * mean_d).sum()), 'dead_far': int((gap > 1).sum()),
+               'dead_gap_median': gap.median().item()}
+        if self.n_q: out['dead_neg_log_q_median'] = (-self.log_q[dead] / self.n_q).median().item()
+        if beta_per_unit is not None: out['dead_beta_gap_median'] = beta_per_unit * self.near[dead].median().item()
+        return out
 
 # %% ../nbs/01_metrics.ipynb #a6e34be0
 def psnr_per_image(x:torch.Tensor, x_hat:torch.Tensor) -> torch.Tensor:

@@ -10,9 +10,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .data import CIFAR_VAR
 from .quantizers import Quantizer, IdentityQuantizer, VQEMAQuantizer
+from .ba import BAQuantizer, BalancedQuantizer
+from .baselines import KMeansQuantizer, GumbelQuantizer
+from .fsq import FSQQuantizer
 
 # %% auto #0
-__all__ = ['ResBlock', 'Encoder', 'Decoder', 'recon_loss', 'VQVAEOut', 'VQVAE', 'param_groups']
+__all__ = ['QUANTIZERS', 'ResBlock', 'Encoder', 'Decoder', 'recon_loss', 'VQVAEOut', 'VQVAE', 'param_groups', 'build_quantizer']
 
 # %% ../nbs/03_model.ipynb #cb7937e7
 class ResBlock(nn.Module):
@@ -24,15 +27,15 @@ class ResBlock(nn.Module):
 
 # %% ../nbs/03_model.ipynb #559664ba
 class Encoder(nn.Module):
-    "(B,3,32,32) images -> (B,dim,8,8) latents z_e: two stride-2 convs, a 3x3 conv, two residual blocks, a 1x1 projection."
-    def __init__(self, n_hid:int=64, dim:int=64, n_res:int=2):
+    "(B,3,32,32) images -> (B,dim,8,8) latents z_e: two stride-2 convs, a 3x3 conv, two residual blocks, a 1x1 projection (without it, `project=False`: the 2 n_hid-channel features)."
+    def __init__(self, n_hid:int=64, dim:int=64, n_res:int=2, project:bool=True):
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(3, n_hid, 4, stride=2, padding=1), nn.ReLU(inplace=True),          # 32 -> 16
             nn.Conv2d(n_hid, 2 * n_hid, 4, stride=2, padding=1), nn.ReLU(inplace=True),  # 16 -> 8
             nn.Conv2d(2 * n_hid, 2 * n_hid, 3, padding=1), nn.ReLU(inplace=True),
             *[ResBlock(2 * n_hid, n_hid // 2) for _ in range(n_res)],
-            nn.Conv2d(2 * n_hid, dim, 1))
+            *([nn.Conv2d(2 * n_hid, dim, 1)] if project else []))
     def forward(self, x): return self.net(x)
 
 class Decoder(nn.Module):
@@ -58,17 +61,21 @@ class VQVAEOut:
     q_loss: torch.Tensor  # scalar quantizer loss
     indices: torch.Tensor # (B,8,8) codes
     stats: dict           # quantizer statistics (0-d tensors)
+    z_e: torch.Tensor|None = None  # (B,D,8,8) the encoder's output, for evaluation's diagnostics
 
 class VQVAE(nn.Module):
     "Encoder -> quantizer -> decoder."
     def __init__(self, quantizer:Quantizer, n_hid:int=64, n_res:int=2):
         super().__init__()
-        self.encoder, self.quantizer = Encoder(n_hid, quantizer.dim, n_res), quantizer
+        feats = getattr(quantizer, 'features', None)   # a quantizer that reads the encoder's features before its last projection (Gumbel)
+        if feats is not None and feats != 2 * n_hid: raise ValueError(f'quantizer.features must be 2 x model.n_hid = {2 * n_hid} (the encoder\'s feature channels), got {feats}')
+        self.encoder, self.quantizer = Encoder(n_hid, quantizer.dim, n_res, project=feats is None), quantizer
         self.decoder = Decoder(n_hid, quantizer.dim, n_res)
 
     def forward(self, x) -> VQVAEOut:
-        q = self.quantizer(self.encoder(x))
-        return VQVAEOut(self.decoder(q.z_q), q.loss, q.indices, q.stats)
+        z_e = self.encoder(x)
+        q = self.quantizer(z_e)
+        return VQVAEOut(self.decoder(q.z_q), q.loss, q.indices, q.stats, z_e)
 
     def loss(self, x, out:VQVAEOut) -> torch.Tensor:
         "Total training loss for the batch `x` and its forward output."
@@ -82,3 +89,14 @@ def param_groups(model:nn.Module, weight_decay:float) -> list[dict]:
     ids = {id(p) for p in decay}
     rest = [p for p in model.parameters() if id(p) not in ids]
     return [{'params': decay, 'weight_decay': weight_decay}, {'params': rest, 'weight_decay': 0.0}]
+
+# %% ../nbs/03_model.ipynb #62a29c34
+QUANTIZERS = {'identity': IdentityQuantizer, 'vqema': VQEMAQuantizer, 'ba': BAQuantizer, 'balanced': BalancedQuantizer, 'kmeans': KMeansQuantizer, 'gumbel': GumbelQuantizer, 'fsq': FSQQuantizer}
+
+def build_quantizer(cfg:dict, # {'type': name in QUANTIZERS, **constructor arguments}
+                   ) -> Quantizer:
+    "The quantizer described by a config section."
+    cfg = dict(cfg)
+    kind = cfg.pop('type')
+    if kind not in QUANTIZERS: raise ValueError(f'unknown quantizer type {kind!r}; choose from {sorted(QUANTIZERS)}')
+    return QUANTIZERS[kind](**cfg)

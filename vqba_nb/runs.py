@@ -14,8 +14,9 @@ from .data import UserError
 from .config import Config
 
 # %% auto #0
-__all__ = ['CKPT_FORMAT', 'CKPT_KEYS', 'RECORD_FILES', 'save_atomic', 'load_checkpoint', 'wandb_mode', 'Logger', 'parse_metrics',
-           'read_metrics', 'RunLock', 'machine', 'code_version', 'note_provenance', 'write_record', 'record_finished']
+__all__ = ['CKPT_FORMAT', 'CKPT_KEYS', 'RECORD_FILES', 'save_atomic', 'resume_path', 'load_checkpoint', 'wandb_mode', 'Logger',
+           'parse_metrics', 'read_metrics', 'RunLock', 'machine', 'code_version', 'note_provenance', 'write_record',
+           'record_finished']
 
 # %% ../nbs/04a_runs.ipynb #0bbff3b4
 CKPT_FORMAT = 'vqba_nb-checkpoint-v1'
@@ -33,6 +34,14 @@ def save_atomic(obj, path:Path):
         tmp.unlink(missing_ok=True)
         prev = 'the previous checkpoint is intact' if path.is_file() else 'no previous checkpoint is left there'
         raise UserError(f'could not write checkpoint {path} ({e.strerror or e}); {prev}. Free disk space or fix the folder, then resume.') from None
+
+def resume_path(path) -> Path:
+    "The checkpoint to resume from `path`: a checkpoint file, a run folder (its checkpoints/latest.pt) or its checkpoints/ folder."
+    path = Path(path)
+    if not path.is_dir(): return path
+    for ck in (path / 'checkpoints' / 'latest.pt', path / 'latest.pt'):
+        if ck.is_file(): return ck
+    raise UserError(f'{path} is a folder without a checkpoints/latest.pt to resume from; give a checkpoint file (e.g. {path}/checkpoints/best.pt) or start the run again')
 
 def load_checkpoint(path) -> dict:
     "A checkpoint dict, or a UserError saying why the file cannot be one."
@@ -118,11 +127,18 @@ class RunLock:
                 os.write(fd, f'{socket.gethostname()} {os.getpid()}'.encode()); os.close(fd)
                 return self
             except FileExistsError:
-                host, _, pid = self.path.read_text().partition(' ')
-                if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)): self.path.unlink(missing_ok=True); continue
-                raise UserError(f'run folder {self.path.parent} is in use by process {pid} on {host}; wait for it, or delete {self.path} if that process is gone') from None
+                owner = self.owner()
+                if owner is None: self.path.unlink(missing_ok=True); continue
+                raise UserError(f'run folder {self.path.parent} is in use by {owner}; wait for it, or delete {self.path} if that process is gone') from None
         raise UserError(f'could not lock {self.path.parent}')
     def __exit__(self, *a): self.path.unlink(missing_ok=True)
+
+    def owner(self) -> str|None:
+        "'process N on HOST' holding the lock, or None when there is no lock or its process (on this host) is gone."
+        try: host, _, pid = self.path.read_text().partition(' ')
+        except OSError: return None
+        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)): return None
+        return f'process {pid} on {host}'
 
 # %% ../nbs/04a_runs.ipynb #bab118ac
 def _claim(run_dir:Path, fresh:bool):
@@ -133,6 +149,8 @@ def _claim(run_dir:Path, fresh:bool):
         (run_dir / 'checkpoints').mkdir(exist_ok=True)
     except OSError as e:
         if isinstance(e, FileExistsError) and run_dir.is_dir():
+            owner = RunLock(run_dir).owner()
+            if owner: raise UserError(f'run folder {run_dir} is in use by {owner} (a run with this name is training); wait for it, or pick another --name') from None
             hint = f'resume it with --resume {ck}' if ck.is_file() else 'it holds no checkpoint (its run stopped before the first one): delete it'
             raise UserError(f'run folder {run_dir} already exists; {hint}, or pick another --name') from None
         raise UserError(f'cannot create run folder {run_dir} ({e.strerror or e}); choose another out_dir or --name') from None

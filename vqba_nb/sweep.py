@@ -6,13 +6,14 @@
 from __future__ import annotations
 import argparse, dataclasses, itertools, json, os, shutil, sys, time
 from pathlib import Path
+import yaml
 from .data import UserError, fail, HelpFormatter
 from .config import Config, _merge, apply_overrides, config_from_dict, read_yaml, resume_config
 from .runs import RunLock, load_checkpoint, read_metrics, record_finished, write_record
 from .train import run
 
 # %% auto #0
-__all__ = ['expand_sweep', 'run_status', 'run_one', 'sweep_main']
+__all__ = ['SAME_RUN', 'expand_sweep', 'run_identity', 'run_status', 'run_one', 'sweep_main']
 
 # %% ../nbs/04c_sweep.ipynb #a9ef27f2
 def _short(key:str, val) -> str:
@@ -36,6 +37,7 @@ def _grids(sw:dict, path:Path) -> list[dict]:
 def expand_sweep(path, epochs:int|None=None) -> list[tuple[str, Config]]:
     "The (name, config) of every run of the sweep file `path`, checked; `epochs` overrides the file's."
     path = Path(path)
+    if not path.is_file(): raise UserError(f'sweep file {path} not found (the sweeps are in sweeps/, e.g. sweeps/study.yaml)')
     sw = read_yaml(path)
     unknown = set(sw) - {'name', 'epochs', 'grid', 'grids', 'overrides', 'config'}
     if unknown: raise UserError(f"sweep file {path}: unknown key(s) {', '.join(sorted(unknown))}; use name, config, epochs, grid or grids, overrides")
@@ -56,20 +58,38 @@ def expand_sweep(path, epochs:int|None=None) -> list[tuple[str, Config]]:
     if len(set(names)) != len(names): raise UserError(f'sweep file {path}: two runs get the same name; make the grid values distinct')
     return runs
 
+SAME_RUN = {'data': ('synthetic', 'subset', 'test_subset', 'batch_size', 'augment'), 'train': ('seed', 'on_nonfinite')}
+
+def run_identity(cfg:dict) -> dict:
+    "What makes two runs the same computation: the quantizer, model and optimiser sections whole, the data and training protocol; not the epochs, where it ran, with how many threads, or how it logged."
+    return {k: cfg.get(k) if k not in SAME_RUN else {f: (cfg.get(k) or {}).get(f) for f in SAME_RUN[k]} for k in ('quantizer', 'model', 'optim', *SAME_RUN)}
+
+def _config_of(folder:Path) -> dict|None:
+    try: return yaml.safe_load((folder / 'config.yaml').read_text())
+    except (OSError, yaml.YAMLError): return None
+
 def run_status(cfg:Config, results:str|Path|None='results') -> str:
-    "'recorded' (a finished record in `results`), 'done' (finished, not recorded), 'partial' (a checkpoint to resume) or 'pending'."
-    if results is not None and record_finished(Path(results) / cfg.name, cfg.train.epochs): return 'recorded'
+    """'recorded' (a finished record of this run in `results`), 'done' (finished in out_dir, not recorded), 'partial' (a
+    checkpoint to resume), 'stale' (a record or run folder made from a different config: an arm changed since) or 'pending'."""
+    me = run_identity(dataclasses.asdict(cfg))
+    rec = Path(results) / cfg.name if results is not None else None
+    if rec is not None and record_finished(rec, cfg.train.epochs) and run_identity(_config_of(rec) or {}) == me: return 'recorded'
     d = Path(cfg.out_dir) / cfg.name
+    if (d / 'config.yaml').is_file() and run_identity(_config_of(d) or {}) != me: return 'stale'
     recs = read_metrics(d)
     if recs and recs[-1].get('epoch', 0) >= cfg.train.epochs: return 'done'
-    return 'partial' if (d / 'checkpoints' / 'latest.pt').is_file() else 'pending'
+    if (d / 'checkpoints' / 'latest.pt').is_file(): return 'partial'
+    return 'stale' if rec is not None and (rec / 'record.json').is_file() else 'pending'
+
 
 # %% ../nbs/04c_sweep.ipynb #8e675546
 def run_one(cfg:Config, threads:int|None=None, quiet:bool=True, results:str|Path|None='results') -> str:
-    "Run, resume, record or skip one sweep run according to its status; returns what was done."
+    "Run, resume, record or skip one sweep run according to its status (a stale record is replaced by a new run); returns what was done."
     status = run_status(cfg, results)
     if status == 'recorded': return 'skipped (recorded)'
     d = Path(cfg.out_dir) / cfg.name
+    if status == 'stale' and (d / 'config.yaml').is_file() and run_identity(_config_of(d) or {}) != run_identity(dataclasses.asdict(cfg)):
+        raise UserError(f'{d} holds a run of a different config (an older version of this arm); move it away (mv {d} {d}.old) and run the sweep again')
     record = lambda: f'; recorded in {write_record(d, Path(results) / cfg.name)}' if results is not None else ''
     if status == 'done': return 'skipped (done)' + record()
     if threads: cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
@@ -103,7 +123,7 @@ def sweep_main(argv:list[str]|None=None):
                                 formatter_class=HelpFormatter)
     p.add_argument('--sweep', required=True, help='sweep YAML file, e.g. sweeps/study.yaml')
     p.add_argument('--epochs', type=int, help="override the epochs of every run (default: the sweep file's)")
-    p.add_argument('--list', action='store_true', help='print the runs and their status (recorded, done, partial, pending), run nothing')
+    p.add_argument('--list', action='store_true', help='print the runs and their status (recorded, done, partial, stale, pending), run nothing')
     p.add_argument('--index', type=int, help='run only run I of the list (e.g. $SLURM_ARRAY_TASK_ID)')
     p.add_argument('--parallel', type=int, default=1, help='worker processes, each with its share of the CPU threads')
     p.add_argument('--threads', type=int, help='CPU threads per run (default: the cores divided among --parallel workers; one run alone: torch decides)')
@@ -117,7 +137,7 @@ def sweep_main(argv:list[str]|None=None):
         if a.list:
             status = [run_status(c, results) for _, c in runs]
             for i, ((n, c), s) in enumerate(zip(runs, status)): print(f'{i:3d}  {n:44s} {s}')
-            print(', '.join(f'{status.count(s)} {s}' for s in ('recorded', 'done', 'partial', 'pending') if s in status))
+            print(', '.join(f'{status.count(s)} {s}' for s in ('recorded', 'done', 'partial', 'stale', 'pending') if s in status))
             return
         if a.index is not None:
             if not 0 <= a.index < len(runs): raise UserError(f'--index {a.index} out of range: the sweep has {len(runs)} runs (0..{len(runs) - 1})')

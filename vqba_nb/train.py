@@ -11,11 +11,12 @@ from typing import Literal, Optional
 import torch
 import yaml
 from .data import UserError, fail, HelpFormatter, load_cifar10, synthetic_cifar, Batches
-from .metrics import CodeUsage, psnr_per_image
-from .quantizers import build_quantizer
+from .metrics import CodeUsage, DeadCodeProbe, psnr_per_image
+from .quantizers import CodebookQuantizer, to_vectors
+from .model import build_quantizer
 from .model import VQVAE, recon_loss, param_groups
 from .config import Config, config_from_dict, read_yaml, apply_overrides, resume_config
-from .runs import CKPT_FORMAT, Logger, RunLock, save_atomic, load_checkpoint, read_metrics, note_provenance, _claim, _write_atomic
+from .runs import CKPT_FORMAT, Logger, RunLock, save_atomic, load_checkpoint, resume_path, read_metrics, note_provenance, _claim, _write_atomic
 
 # %% auto #0
 __all__ = ['evaluate', 'Interrupted', 'load_data', 'Trainer', 'fit', 'run', 'parse_args', 'cli_overrides', 'main']
@@ -23,19 +24,25 @@ __all__ = ['evaluate', 'Interrupted', 'load_data', 'Trainer', 'fit', 'run', 'par
 # %% ../nbs/04b_train.ipynb #4c1370bd
 @torch.inference_mode()
 def evaluate(model:VQVAE, batches:Batches, batch_images:int=128) -> tuple[dict, torch.Tensor]:
-    "Test metrics (loss, PSNR, code usage) over all of `batches`, and the code counts (K,)."
+    "Test metrics (loss, PSNR, code usage, the dead-code diagnostic) over all of `batches`, and the code counts (K,)."
     was_training = model.training
     model.eval()
-    usage = CodeUsage(model.quantizer.K, batch_images)
+    q = model.quantizer
+    usage = CodeUsage(q.K, batch_images)
+    probe = DeadCodeProbe(q.codebook) if isinstance(q, CodebookQuantizer) else None   # codes chosen by distance
     n, rec, ql, ps = 0, 0., 0., 0.
     for x in batches.epoch(0):
         out = model(x)
+        if probe:
+            v = to_vectors(out.z_e)
+            probe.update(v, out.indices.flatten(), q.eval_prior(v) if hasattr(q, 'eval_prior') else None)
         rec += recon_loss(x, out.x_hat).item() * len(x); ql += out.q_loss.item() * len(x)
         ps += psnr_per_image(x + 0.5, out.x_hat + 0.5).sum().item(); n += len(x)
         usage.update(out.indices)
     model.train(was_training)
-    m = {'test_recon_loss': rec / n, 'test_loss': (rec + ql) / n, 'test_psnr': ps / n}
-    return {**m, **{f'test_{k}': v for k, v in usage.summary().items()}}, usage.counts
+    m = {'test_recon_loss': rec / n, 'test_loss': (rec + ql) / n, 'test_psnr': ps / n, **usage.summary()}
+    if probe: m.update(probe.summary(usage.counts, getattr(q, 'beta_per_unit', None)))
+    return {f'test_{k}' if not k.startswith('test_') else k: v for k, v in m.items()}, usage.counts
 
 # %% ../nbs/04b_train.ipynb #e4ab2d1f
 class Interrupted(Exception):
@@ -83,7 +90,7 @@ class Trainer:
             self.acc = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in ck['acc'].items()}
             torch.set_rng_state(ck['torch_rng'])
         except (KeyError, RuntimeError, ValueError) as e:
-            msg = str(e).splitlines()[0][:200]
+            msg = ' '.join(l.strip() for l in str(e).splitlines() if l.strip())[:600]   # which keys or shapes differ, not only the headline
             raise UserError(f'checkpoint {path} does not match this model/quantizer/optimizer ({type(e).__name__}: {msg})') from None
 
     def save(self, name='latest.pt'): save_atomic(self.state(), self.run_dir / 'checkpoints' / name)
@@ -198,7 +205,7 @@ def parse_args(argv:list[str]|None=None # the arguments (default: sys.argv[1:])
     p = argparse.ArgumentParser(prog='vqba-train', description='Train a VQ-VAE on CIFAR-10 (see configs/).', formatter_class=HelpFormatter,
                                 epilog='Overrides: dotted key=value pairs after the options, e.g. optim.lr=1e-3 quantizer.K=256 (keys: see configs/base.yaml)')
     p.add_argument('--config', help="YAML config file (may `inherit:` another); default: the built-in defaults, as configs/base.yaml")
-    p.add_argument('--resume', help='checkpoint to continue, e.g. experiments/NAME/checkpoints/latest.pt (the run keeps its own config)')
+    p.add_argument('--resume', help='checkpoint to continue, e.g. experiments/NAME/checkpoints/latest.pt, or the run folder experiments/NAME (the run keeps its own config)')
     p.add_argument('--epochs', type=int, help="total epochs of the run (train.epochs); default: the config's")
     p.add_argument('--name', help='run folder under out_dir (default: config file stem + date and time)')
     p.add_argument('--seed', type=int, help="seed of initialisation, data order and augmentation (train.seed); default: the config's")
@@ -216,6 +223,7 @@ def cli_overrides(args:argparse.Namespace, base:dict|None=None) -> dict:
 
 def _main(argv=None):
     args = parse_args(argv)
+    if args.resume: args.resume = str(resume_path(args.resume))   # a run folder means its latest checkpoint
     if args.resume:
         if args.config: raise UserError('--resume continues a run with its own config; drop --config (use key=value to change safe keys)')
         cfg, changes = resume_config(load_checkpoint(args.resume), cli_overrides(args))
