@@ -174,7 +174,7 @@ def test_epochs_to_by_hand(tmp_path):
 
 
 def test_arms_of_the_study_configs():
-    "Each of the study's 34 runs is classified from its resolved config, and the arm matches the run's name."
+    "Each of the study's 40 runs is classified from its resolved config, and the arm matches the run's name."
     from vqba_nb.sweep import expand_sweep
     runs = expand_sweep(REPO / 'sweeps' / 'study.yaml')
     for name, cfg in runs:
@@ -182,6 +182,6 @@ def test_arms_of_the_study_configs():
         want = 'frontier' if short.startswith('frontier-') else short.split('-K')[0]
         assert arm_of(dataclasses.asdict(cfg)) == want, name
     assert {arm_of(dataclasses.asdict(c)) for _, c in runs} == {'vqema', 'ba', 'identity', 'vqema_restart', 'kmeans', 'gumbel', 'ba_balanced',
-                                                                 'ba_uniform', 'ba_restart', 'frontier'}
+                                                                 'ba_uniform', 'ba_restart', 'fsq', 'frontier'}
     assert arm_of({'quantizer': {'type': 'ba', 'q_mode': 'ema'}}) == 'ba'
     assert arm_of({'quantizer': {'type': 'vqema', 'restart_threshold': 0.0}}) == 'vqema'

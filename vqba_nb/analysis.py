@@ -13,11 +13,12 @@ from .data import CIFAR_VAR, UserError
 from .runs import parse_metrics
 
 # %% auto #0
-__all__ = ['ARMS', 'METRICS', 'HIGHER_IS_BETTER', 'CODEBOOK', 'MIN_SEEDS', 'SEED_K', 'SEED_EPOCHS', 'SEED_PPL', 'SEED_PSNR',
-           'SEED_BARS', 'QUESTIONS', 'read_run', 'find_runs', 'arm_of', 'label', 'value', 'final', 'group_runs',
-           'frontier_runs', 'mean_ci', 'compare', 'holm', 'fmt', 'fmt_ci', 'stats_table', 'against_base',
-           'comparison_table', 'epochs_to', 'reach_table', 'seconds_per_epoch', 'images_per_epoch', 'cost_table',
-           'bars_table', 'frontier_table', 'verdict']
+__all__ = ['ARMS', 'METRICS', 'HIGHER_IS_BETTER', 'CODEBOOK', 'MIN_SEEDS', 'RANGES', 'DIAGNOSTIC', 'SEED_K', 'SEED_EPOCHS',
+           'SEED_PPL', 'SEED_PSNR', 'SEED_BARS', 'QUESTIONS', 'read_run', 'find_runs', 'arm_of', 'label', 'value',
+           'final', 'group_runs', 'frontier_runs', 'mean_ci', 'compare', 'holm', 'fmt', 'fmt_ci', 'fmt_seeds',
+           'stats_table', 'against_base', 'comparison_table', 'epochs_to', 'reach_table', 'diagnostic_rows',
+           'diagnostic_table', 'seconds_per_epoch', 'images_per_epoch', 'cost_table', 'bars_table', 'frontier_table',
+           'verdict']
 
 # %% ../nbs/05_analysis.ipynb #f96ae6b0
 def _load(path:Path, parse, what:str):
@@ -151,14 +152,33 @@ def fmt_ci(s:dict, spec:str='.4g') -> str:
 
 def _epochs(rs): return '/'.join(map(str, sorted({r['metrics'][-1]['epoch'] for r in rs})))
 
+RANGES = {'test_perplexity': (1., 'K'), 'used_codes': (0., 'K'), 'test_dead_codes': (0., 'K'), 'test_psnr': (0., math.inf), 'mse': (0., 1.)}
+
+def fmt_seeds(x:list, key:str, K:int, spec:str='.4g') -> tuple[str, bool]:
+    "A cell for the seeds' values `x` of metric `key`: the values themselves below MIN_SEEDS, else mean [95% t-interval] clipped to the metric's range; and whether it was clipped."
+    x = [v for v in x if isinstance(v, (int, float)) and math.isfinite(v)]
+    if len(x) < MIN_SEEDS: return (', '.join(fmt(v, spec) for v in x) or 'n/a'), False
+    s = mean_ci(x)
+    lo_r, hi_r = (K if b == 'K' else b for b in RANGES.get(key, (-math.inf, math.inf)))
+    lo, hi = max(s['lo'], lo_r), min(s['hi'], hi_r)
+    clipped = lo != s['lo'] or hi != s['hi']
+    return f"{fmt(s['mean'], spec)} [{fmt(lo, spec)}, {fmt(hi, spec)}]{'*' if clipped else ''}", clipped
+
 def stats_table(groups:dict) -> str:
-    "Markdown: per (arm, K) the seeds, epochs and mean [95% CI] of each final metric."
+    "Markdown: per (arm, K) the seeds, epochs and each final metric: the seeds' values (fewer than MIN_SEEDS), else mean [95% t-interval]."
     lines = ['| arm | seeds | epochs | ' + ' | '.join(METRICS.values()) + ' |', '|---|---|---|' + '---|' * len(METRICS)]
+    any_clipped = False
     for (arm, K), rs in groups.items():
-        cells = ['—' if arm == 'identity' and m in CODEBOOK else fmt_ci(mean_ci([final(r, m) for r in rs]), '.4g' if m != 'mse' else '.3g') for m in METRICS]
+        cells = []
+        for m in METRICS:
+            if arm == 'identity' and m in CODEBOOK: cells.append('—'); continue
+            c, clipped = fmt_seeds([final(r, m) for r in rs], m, K, '.4g' if m != 'mse' else '.3g')
+            cells.append(c); any_clipped |= clipped
         lines.append(f"| {label(arm)} K={K} | {len(rs)} | {_epochs(rs)} | " + ' | '.join(cells) + ' |')
-    return '\n'.join(lines + ['', 'Cells: mean [95% t-interval] over seeds at the last epoch, whole test set; one seed: the value alone. '
-                              'MSE in [0, 1] pixel units. The continuous model has no codebook (—).'])
+    return '\n'.join(lines + ['', f'Cells: the last epoch on the whole test set. With fewer than {MIN_SEEDS} seeds, each seed\'s value; with {MIN_SEEDS} or more, '
+                              'mean [95% t-interval] over seeds' + ('; * marks an interval clipped to the metric\'s range (codes in [0, K], perplexity in [1, K], '
+                              'MSE in [0, 1], PSNR >= 0)' if any_clipped else '') + '. MSE in [0, 1] pixel units. The continuous model has no codebook (—).'])
+
 
 # %% ../nbs/05_analysis.ipynb #bbe20aca
 def against_base(groups:dict, K:int, key:str, base:str='vqema') -> dict:
@@ -211,6 +231,30 @@ def reach_table(groups:dict, fracs=(0.5, 0.9)) -> str:
             cells.append(cell)
         lines.append(f'| {label(arm)} K={K} | {len(rs)} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines + ['', 'Mean over the runs that reached it (each run\'s epoch in brackets); within each run\'s own number of epochs.'])
+
+# %% ../nbs/05_analysis.ipynb #166e04c8
+DIAGNOSTIC = {'test_dead_codes': 'dead', 'test_dead_duplicates': 'duplicates', 'test_dead_far': 'stranded', 'test_dead_gap_median': 'gap median',
+              'test_dead_neg_log_q_median': '-log Q median', 'test_dead_beta_gap_median': 'beta x gap median'}
+
+def diagnostic_rows(rs:list[dict]) -> dict:
+    "{epoch: {key: mean over the runs `rs` that logged it}} of the dead-code diagnostic; runs from before the diagnostic are left out."
+    out = {}
+    for r in rs:
+        for m in r['metrics']:
+            if 'test_dead_duplicates' not in m: continue
+            for k in DIAGNOSTIC:
+                if isinstance(m.get(k), (int, float)): out.setdefault(m['epoch'], {}).setdefault(k, []).append(m[k])
+    return {e: {k: float(np.mean(v)) for k, v in d.items()} for e, d in sorted(out.items())}
+
+def diagnostic_table(groups:dict, arms=('vqema', 'ba', 'ba_restart', 'ba_uniform'), K:int=512) -> str:
+    "Markdown: per arm at K and epoch, the dead-code diagnostic (means over the seeds that logged it)."
+    lines = ['| arm | seeds | epoch | ' + ' | '.join(DIAGNOSTIC.values()) + ' |', '|---|---|---|' + '---|' * len(DIAGNOSTIC)]
+    for arm in arms:
+        rows = diagnostic_rows(groups.get((arm, K), []))
+        n = sum(any('test_dead_duplicates' in m for m in r['metrics']) for r in groups.get((arm, K), []))
+        for e, d in rows.items(): lines.append(f'| {label(arm)} K={K} | {n} | {e} | ' + ' | '.join(fmt(d.get(k), '.3g') for k in DIAGNOSTIC) + ' |')
+    if len(lines) == 2: return f'No run at K={K} logged the dead-code diagnostic yet.'
+    return '\n'.join(lines + ['', 'Stranded: dead codes farther from every test vector than the mean distortion; gap: squared distance to the nearest test vector / mean distortion.'])
 
 # %% ../nbs/05_analysis.ipynb #1e1173ce
 def seconds_per_epoch(r:dict) -> float:

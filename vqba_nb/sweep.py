@@ -73,13 +73,16 @@ def run_status(cfg:Config, results:str|Path|None='results') -> str:
     checkpoint to resume), 'stale' (a record or run folder made from a different config: an arm changed since) or 'pending'."""
     me = run_identity(dataclasses.asdict(cfg))
     rec = Path(results) / cfg.name if results is not None else None
-    if rec is not None and record_finished(rec, cfg.train.epochs) and run_identity(_config_of(rec) or {}) == me: return 'recorded'
+    other = False                                           # a whole record of a run of another config (an older version of the arm)
+    if rec is not None and record_finished(rec):
+        if run_identity(_config_of(rec) or {}) != me: other = True
+        elif record_finished(rec, cfg.train.epochs): return 'recorded'
     d = Path(cfg.out_dir) / cfg.name
     if (d / 'config.yaml').is_file() and run_identity(_config_of(d) or {}) != me: return 'stale'
     recs = read_metrics(d)
     if recs and recs[-1].get('epoch', 0) >= cfg.train.epochs: return 'done'
     if (d / 'checkpoints' / 'latest.pt').is_file(): return 'partial'
-    return 'stale' if rec is not None and (rec / 'record.json').is_file() else 'pending'
+    return 'stale' if other else 'pending'
 
 
 # %% ../nbs/04c_sweep.ipynb #8e675546
