@@ -233,7 +233,7 @@ def reach_table(groups:dict, fracs=(0.5, 0.9)) -> str:
     return '\n'.join(lines + ['', 'Mean over the runs that reached it (each run\'s epoch in brackets); within each run\'s own number of epochs.'])
 
 # %% ../nbs/05_analysis.ipynb #166e04c8
-DIAGNOSTIC = {'test_dead_codes': 'dead', 'test_dead_duplicates': 'duplicates', 'test_dead_far': 'stranded', 'test_dead_gap_median': 'gap median',
+DIAGNOSTIC = {'test_dead_codes': 'dead', 'test_dead_duplicates': 'duplicates', 'test_dead_far': 'stranded', 'test_dead_gap_median': 'gap median', 'test_dead_live_gap_median': 'to-live median',
               'test_dead_neg_log_q_median': '-log Q median', 'test_dead_beta_gap_median': 'beta x gap median'}
 
 def diagnostic_rows(rs:list[dict]) -> dict:

@@ -85,7 +85,7 @@ class DeadCodeProbe:
         to_live = torch.cdist(self.e[dead], self.e[~dead]).square().amin(1)   # each dead code's squared distance to the nearest live code
         gap = self.near[dead] / max(mean_d, 1e-30)
         out = {'dead_duplicates': int((to_live < self.dup_tol * mean_d).sum()), 'dead_far': int((gap > 1).sum()),
-               'dead_gap_median': gap.median().item()}
+               'dead_gap_median': gap.median().item(), 'dead_live_gap_median': (to_live / max(mean_d, 1e-30)).median().item()}
         if self.n_q: out['dead_neg_log_q_median'] = (-self.log_q[dead] / self.n_q).median().item()
         if beta_per_unit is not None: out['dead_beta_gap_median'] = beta_per_unit * self.near[dead].median().item()
         return out
