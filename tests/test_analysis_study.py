@@ -112,7 +112,7 @@ def test_analyze_results_end_to_end(study, tmp_path):
     assert '- K=512, perplexity: VQ-EMA ahead (BA-VQ minus VQ-EMA = -275, 95% CI [' in v and 'significant (Holm-adjusted Welch p' in v
     assert "BA-VQ takes 1.30x VQ-EMA's wall time per epoch" in v
     assert 'VQ-EMA + restart minus BA-VQ = +315' in v and 'a first look, not evidence' in v
-    assert '- pending: VQ-EMA + restart K=512 seed(s) 1, 2; k-means VQ-VAE K=512 seed(s) 1, 2.' in v
+    assert '- pending: VQ-EMA + restart K=512 seed(s) 1, 2; k-means VQ-VAE K=512 seed(s) 1, 2; FSQ K=512 (none yet).' in v
     assert 'Perplexity goes from 300 at beta=0.3 to 100 at beta=1000' in v
 
 

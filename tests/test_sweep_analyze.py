@@ -104,6 +104,8 @@ def test_analyze_reports_malformed_metrics(sweep_file, tmp_path):
 @pytest.mark.parametrize('args, needle', [
     (['--experiment', 'nope'], 'not found'),
     ([], 'required'),
+    (['--results', str(REPO / 'results' / 'study'), '--out', '/etc/hostname/analysis'], 'cannot write the analysis to'),   # a file in the way
+    (['--results', str(REPO / 'results' / 'study'), '--out', 'a', '--bench', '/etc/hostname'], 'is not readable JSON'),
 ])
 def test_analyze_bad_input(args, needle, tmp_path):
     r = script(ANALYZE, args, tmp_path)

@@ -14,11 +14,11 @@ from .runs import parse_metrics
 
 # %% auto #0
 __all__ = ['ARMS', 'METRICS', 'HIGHER_IS_BETTER', 'CODEBOOK', 'MIN_SEEDS', 'RANGES', 'DIAGNOSTIC', 'SEED_K', 'SEED_EPOCHS',
-           'SEED_PPL', 'SEED_PSNR', 'SEED_BARS', 'QUESTIONS', 'read_run', 'find_runs', 'arm_of', 'label', 'value',
-           'final', 'group_runs', 'frontier_runs', 'mean_ci', 'compare', 'holm', 'fmt', 'fmt_ci', 'fmt_seeds',
+           'SEED_PPL', 'SEED_PSNR', 'SEED_BARS', 'QUESTIONS', 'BA_FAMILY', 'read_run', 'find_runs', 'arm_of', 'label',
+           'value', 'final', 'group_runs', 'frontier_runs', 'mean_ci', 'compare', 'holm', 'fmt', 'fmt_ci', 'fmt_seeds',
            'stats_table', 'against_base', 'comparison_table', 'epochs_to', 'reach_table', 'diagnostic_rows',
            'diagnostic_table', 'seconds_per_epoch', 'images_per_epoch', 'cost_table', 'bars_table', 'frontier_table',
-           'verdict']
+           'operating_points', 'pareto', 'bench_cost', 'verdict']
 
 # %% ../nbs/05_analysis.ipynb #f96ae6b0
 def _load(path:Path, parse, what:str):
@@ -407,25 +407,101 @@ def _frontier_verdict(fr:dict) -> list[str]:
 
 # %% ../nbs/05_analysis.ipynb #e4492ca1
 QUESTIONS = ('Does BA-VQ use the codebook better than VQ-EMA?', 'At what cost in PSNR and compute?',
-             'Does BA-VQ beat the simple fixes (dead-code restart, k-means initialisation)?',
-             "Which ingredient matters: the rate term (BA-VQ vs a uniform prior), or balance (vs Sinkhorn's uniform marginal)?",
-             'How does beta shape utilization?')
+             'Does BA-VQ beat the fixes (dead-code restart, k-means initialisation) and FSQ?',
+             "Which ingredient matters: the rate term (BA-VQ vs a uniform prior), or balance (vs the balanced assignment)?",
+             "Why do BA-VQ's codes die, and does restart rescue it?", 'How does beta shape utilization?',
+             'Does K=256 tell the same story as K=512?', 'Which method is best on the frontier of quality against bits?')
+BA_FAMILY = ('ba', 'ba_uniform', 'ba_balanced', 'ba_restart')
 
-def verdict(groups:dict, fr:dict|None=None) -> str:
-    "The study's questions, answered from the numbers and hedged by the statistics."
+def _mechanism(groups:dict, K:int=512) -> list[str]:
+    "Bullets: what the dead-code diagnostic of BA-VQ's last logged epoch says, in words, hedged by how many runs logged it."
+    rows = diagnostic_rows(groups.get(('ba', K), []))
+    if not rows: return [f'- K={K}: pending: no BA-VQ run logged the dead-code diagnostic yet.']
+    e, d = list(rows.items())[-1]
+    n, dup, far = d.get('test_dead_codes', 0), d.get('test_dead_duplicates', 0), d.get('test_dead_far', 0)
+    if not n: return [f'- K={K}: BA-VQ has no dead code at epoch {e}.']
+    live, gap, nlq, bg = d.get('test_dead_live_gap_median', math.nan), d.get('test_dead_gap_median', math.nan), d.get('test_dead_neg_log_q_median', math.nan), d.get('test_dead_beta_gap_median', math.nan)
+    facts = (f"{fmt(n, '.0f')} dead codes at epoch {e}: {fmt(dup, '.0f')} duplicates of a live code, {fmt(far, '.0f')} stranded beyond the mean distortion; "
+             f"median squared distance to the nearest test vector {fmt(gap, '.2g')} and to the nearest live code {fmt(live, '.2g')} mean distortions")
+    if far >= n / 2: why = 'most dead codes are stranded, far from the data: the stranded-code explanation'
+    elif dup >= n / 2 or (math.isfinite(live) and live < 1e-2): why = 'most dead codes sit on live ones: the merged-duplicates explanation'
+    else: why = 'neither explanation covers most of them: they lie among the data, near live codes that are always nearer to every vector'
+    prior = (f"; BA's prior penalty on them (median -log Q = {fmt(nlq, '.3g')} nats) exceeds their distance term (median beta x gap = {fmt(bg, '.3g')}), "
+             'so in training the prior, not the geometry, keeps them out') if math.isfinite(nlq) and math.isfinite(bg) and nlq > bg else ''
+    runs = sum(any('test_dead_duplicates' in m for m in r['metrics']) for r in groups[('ba', K)])
+    return [f'- K={K}, {facts}: {why}{prior} ({runs} run(s) logged the diagnostic; a description, not a test).']
+
+def _same_story(groups:dict, Ks=(256, 512)) -> list[str]:
+    "Bullets: the sign of BA-VQ minus VQ-EMA in perplexity and PSNR at each K, and whether they agree."
+    d = {K: {k: compare([final(r, k) for r in groups.get(('vqema', K), [])], [final(r, k) for r in groups.get(('ba', K), [])])['diff']
+             for k in ('test_perplexity', 'test_psnr')} for K in Ks}
+    have = [K for K in Ks if all(map(math.isfinite, d[K].values()))]
+    if len(have) < 2: return [f"- pending: BA-VQ and VQ-EMA at both K={' and K='.join(map(str, Ks))} (have {', '.join(f'K={K}' for K in have) or 'neither'})."]
+    sign = lambda x: 'higher' if x > 0 else 'lower' if x < 0 else 'equal'
+    parts = [f"K={K}: BA-VQ's perplexity {sign(d[K]['test_perplexity'])} ({fmt(d[K]['test_perplexity'], '+.3g')}), PSNR {sign(d[K]['test_psnr'])} ({fmt(d[K]['test_psnr'], '+.3g')} dB)" for K in have]
+    same = all(sign(d[have[0]][k]) == sign(d[K][k]) for K in have for k in d[K])
+    return [f"- {'; '.join(parts)}: {'the same direction at both sizes' if same else 'the direction changes with K'} (means; the tests are in question 1 and 2)."]
+
+def operating_points(groups:dict, K:int) -> dict:
+    "{arm: (bits = mean log2 perplexity, mean PSNR, seeds)} at K, every quantizer (not the continuous model)."
+    pts = {}
+    for (arm, k), rs in groups.items():
+        if k != K or arm == 'identity': continue
+        b = [math.log2(p) for r in rs if math.isfinite(p := final(r, 'test_perplexity')) and p > 0]
+        pts[arm] = (float(np.mean(b)) if b else math.nan, mean_ci([final(r, 'test_psnr') for r in rs])['mean'], len(rs))
+    return pts
+
+def pareto(pts:dict) -> list[str]:
+    "The arms of `pts` that no other arm matches or beats on both bits and PSNR (higher is better on both), best PSNR first."
+    ok = {a: p for a, p in pts.items() if math.isfinite(p[0]) and math.isfinite(p[1])}
+    beats = lambda b, a: ok[b][0] >= ok[a][0] and ok[b][1] >= ok[a][1] and ok[b][:2] != ok[a][:2]
+    return sorted([a for a in ok if not any(beats(b, a) for b in ok if b != a)], key=lambda a: -ok[a][1])
+
+def _frontier_of_arms(groups:dict) -> list[str]:
+    "Bullets per K: the arms on the bits-PSNR frontier, the continuous ceiling, and whether a BA variant beats VQ-EMA + restart on both axes."
+    out = []
+    for K in sorted({k for _, k in groups}):
+        pts = operating_points(groups, K)
+        if len(pts) < 2: continue
+        front = pareto(pts)
+        ceil = mean_ci([final(r, 'test_psnr') for r in groups.get(('identity', K), [])])['mean']
+        desc = ', '.join(f"{label(a)} ({fmt(pts[a][0], '.2f')} bits, {fmt(pts[a][1], '.2f')} dB, {pts[a][2]} seed(s))" for a in front)
+        s = f"- K={K}: on the frontier, best PSNR first: {desc}" + (f"; the continuous model's ceiling is {fmt(ceil, '.2f')} dB" if math.isfinite(ceil) else '')
+        if 'vqema_restart' in pts:
+            r = pts['vqema_restart']
+            win = [label(a) for a in BA_FAMILY if a in pts and pts[a][0] > r[0] and pts[a][1] > r[1]]
+            s += f"; {'BA variants ahead of VQ-EMA + restart on both axes: ' + ', '.join(win) if win else 'no BA variant is ahead of VQ-EMA + restart on both axes'}"
+        out.append(s + ' (means over seeds).')
+    return out or ['- pending: no K with two quantizers yet.']
+
+def bench_cost(bench:dict|None) -> list[str]:
+    "Bullets: BA-VQ's training throughput against VQ-EMA's in one benchmark run (`vqba_nb.bench`'s JSON), the fast path and the generic one."
+    if not bench: return []
+    r = bench.get('runs', {})
+    ips = lambda k: r.get(f'project {k}', {}).get('images_per_s', math.nan)
+    out = f"- compute (benchmark, one run, {bench.get('machine', 'machine not recorded')}): VQ-EMA trains {fmt(ips('vqema'), '.0f')} images/s, BA-VQ {fmt(ips('ba'), '.0f')}"
+    out += f" with its closed-form step, so {fmt(ips('vqema') / ips('ba'), '.2f')}x VQ-EMA's time per image"
+    if math.isfinite(ips('ba_generic')): out += f" ({fmt(ips('vqema') / ips('ba_generic'), '.2f')}x by the generic path)"
+    return [out + '.']
+
+def verdict(groups:dict, fr:dict|None=None, bench:dict|None=None) -> str:
+    "The study's questions, answered from the numbers and hedged by the statistics; `bench`: a benchmark's JSON for the cost."
     Ks = list(dict.fromkeys(K for a, K in groups if a in ('vqema', 'ba'))) or [SEED_K]
     def ask(base, arms, keys, extra=lambda K: []):
         res = [(*_versus(groups, K, base, arms, keys), extra(K)) for K in Ks]
         pend = list(dict.fromkeys(p for _, ps, _ in res for p in ps))
         return [b for bs, _, ex in res for b in bs + ex] + ([f"- pending: {'; '.join(pend)}."] if pend else [])
     def compute(K):
+        if bench: return []
         s = {arm: mean_ci([seconds_per_epoch(r) for r in groups.get((arm, K), [])])['mean'] for arm in ('vqema', 'ba')}
         if not all(map(math.isfinite, s.values())): return []
         return [f"- K={K}, compute: BA-VQ takes {fmt(s['ba'] / s['vqema'], '.2f')}x VQ-EMA's wall time per epoch "
-                f"({fmt(s['ba'], '.0f')} vs {fmt(s['vqema'], '.0f')} s; see the cost table for the machines)."]
-    answers = [ask('vqema', ['ba'], ['test_perplexity', 'used_codes']), ask('vqema', ['ba'], ['test_psnr'], compute),
-               ask('ba', ['vqema_restart', 'kmeans'], ['test_perplexity', 'test_psnr']),
-               ask('ba', ['ba_uniform', 'ba_balanced'], ['test_perplexity', 'test_psnr']), _frontier_verdict(fr or {})]
+                f"({fmt(s['ba'], '.0f')} vs {fmt(s['vqema'], '.0f')} s, wall times of the runs themselves; see the cost table for the machines)."]
+    answers = [ask('vqema', ['ba'], ['test_perplexity', 'used_codes']), ask('vqema', ['ba'], ['test_psnr'], compute) + bench_cost(bench),
+               ask('ba', ['vqema_restart', 'kmeans', 'fsq'], ['test_perplexity', 'test_psnr']),
+               ask('ba', ['ba_uniform', 'ba_balanced'], ['test_perplexity', 'test_psnr']),
+               _mechanism(groups) + ask('ba', ['ba_restart'], ['used_codes', 'test_psnr']), _frontier_verdict(fr or {}),
+               _same_story(groups), _frontier_of_arms(groups)]
     parts = []
     for i, (q, bullets) in enumerate(zip(QUESTIONS, answers), 1): parts += [f'**{i}. {q}**', '', *bullets, '']
     return '\n'.join(parts).rstrip()

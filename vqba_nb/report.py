@@ -4,13 +4,13 @@
 
 # %% ../nbs/05a_report.ipynb #5a000002
 from __future__ import annotations
-import argparse, math, sys
+import argparse, json, math, sys
 from pathlib import Path
 import numpy as np
 from scipy import stats
 from .data import HelpFormatter, UserError, fail
 from .analysis import ARMS, CODEBOOK, label, value, final, find_runs, group_runs, frontier_runs, mean_ci, fmt, _epochs
-from .analysis import stats_table, comparison_table, reach_table, cost_table, bars_table, frontier_table, verdict
+from .analysis import stats_table, comparison_table, reach_table, cost_table, bars_table, frontier_table, diagnostic_table, verdict
 
 # %% auto #0
 __all__ = ['CURVES', 'band', 'plot_curves', 'plot_operating_points', 'plot_frontier', 'plot_code_usage', 'plot_ba_schedule',
@@ -147,8 +147,8 @@ def figures(runs:list[dict]) -> dict:
             'frontier': plot_frontier(fr), 'code_usage': plot_code_usage(groups), 'ba_schedule': plot_ba_schedule(groups),
             'reconstructions': plot_reconstructions(groups, fr)}
 
-def report(runs:list[dict], title:str, figs=()) -> str:
-    "The markdown report of `runs`: tables, verdict, what was skipped, and links to the figures named in `figs`."
+def report(runs:list[dict], title:str, figs=(), bench:dict|None=None) -> str:
+    "The markdown report of `runs`: tables, verdict (its cost from the benchmark JSON `bench`, if given), what was skipped, and links to the figures named in `figs`."
     groups, fr = group_runs(runs), frontier_runs(runs)
     img = lambda n: [f'![{n}]({n}.png)', ''] if n in figs else []
     notes = [f"- {r['name']}: skipped {r['skipped']} malformed line(s) of metrics.jsonl" for r in runs if r['skipped']]
@@ -157,26 +157,35 @@ def report(runs:list[dict], title:str, figs=()) -> str:
                       'Metrics of the last epoch on the whole test set.', '',
                       '## Final metrics', '', stats_table(groups), '', '## Against VQ-EMA', '', comparison_table(groups), '',
                       '## Utilization over training', '', *img('curves'), reach_table(groups), '',
+                      '## Why codes die', '', diagnostic_table(groups), '',
                       '## Operating points', '', *img('operating_points'), '## Cost', '', cost_table(groups), '',
                       "## The seed's bars", '', bars_table(groups), '', '## The beta frontier', '',
                       frontier_table(fr) if fr else 'No constant-beta BA-VQ runs.', '', *img('frontier'),
-                      '## Verdict', '', verdict(groups, fr), '', *(['## Skipped', '', *notes, ''] if notes else []),
+                      '## Verdict', '', verdict(groups, fr, bench), '', *(['## Skipped', '', *notes, ''] if notes else []),
                       '## More figures', '', *[l for n in ('code_usage', 'ba_schedule', 'reconstructions') for l in img(n)]])
 
 # %% ../nbs/05a_report.ipynb #745f4728
 def analyze(src:str|Path, # a run, an experiment or a records folder
-            out_dir:str|Path|None=None # where to write (default: <src>/analysis)
+            out_dir:str|Path|None=None, # where to write (default: <src>/analysis)
+            bench:str|Path|None=None # a benchmark JSON (scripts/bench.py --json) for the verdict's cost
            ) -> str:
     "report.md and the figures of a run, an experiment or a records folder, written to `out_dir` (default `<src>/analysis`)."
     import matplotlib.pyplot as plt
     src = Path(src)
     runs = find_runs(src)
     if not any(r['metrics'] for r in runs): raise UserError(f'no run under {src} has finished an epoch yet (metrics.jsonl is empty)')
-    out = Path(out_dir or src / 'analysis'); out.mkdir(parents=True, exist_ok=True)
-    figs = {n: f for n, f in figures(runs).items() if f is not None}
-    for name, fig in figs.items(): fig.savefig(out / f'{name}.png', dpi=110); plt.close(fig)
-    text = report(runs, src.resolve().name, figs)
-    (out / 'report.md').write_text(text)
+    b = None
+    if bench is not None:
+        try: b = json.loads(Path(bench).read_text())
+        except (OSError, ValueError) as e: raise UserError(f'benchmark file {bench} is not readable JSON ({type(e).__name__}); give another with --bench, or none') from None
+    out = Path(out_dir or src / 'analysis')
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        figs = {n: f for n, f in figures(runs).items() if f is not None}
+        for name, fig in figs.items(): fig.savefig(out / f'{name}.png', dpi=110); plt.close(fig)
+        text = report(runs, src.resolve().name, figs, b)
+        (out / 'report.md').write_text(text)
+    except OSError as e: raise UserError(f'cannot write the analysis to {out} ({e.strerror or e}); choose another folder with --out') from None
     return text
 
 # %% ../nbs/05a_report.ipynb #e132040d
@@ -189,13 +198,15 @@ def main(argv:list[str]|None=None):
     src.add_argument('--results', metavar='DIR', help='folder of committed run records, e.g. results/study')
     p.add_argument('--root', metavar='DIR', default='experiments', help='where experiments live; used with --experiment')
     p.add_argument('--out', metavar='DIR', help='folder for report.md and the PNGs (default: <experiment or results folder>/analysis)')
+    p.add_argument('--bench', metavar='FILE', help="benchmark JSON for the verdict's cost (default: the newest benchmarks/*.json here, if any)")
     p.error = lambda msg: (_ for _ in ()).throw(UserError(msg))
     if 'matplotlib.pyplot' not in sys.modules: __import__('matplotlib').use('Agg')   # files only, no display
     try:
         a = p.parse_args(argv)
         if a.results: src = Path(a.results)
         else: src = Path(a.experiment) if Path(a.experiment).is_dir() and not (Path(a.root) / a.experiment).is_dir() else Path(a.root) / a.experiment
-        text = analyze(src, a.out)
+        bench = a.bench or max(Path('benchmarks').glob('*.json'), default=None)
+        text = analyze(src, a.out, bench)
     except UserError as e: fail(e)
     print(text)
     print(f"\nwritten to {Path(a.out or src / 'analysis')}")
