@@ -30,10 +30,12 @@ def save_atomic(obj, path:Path):
         with open(tmp, 'wb') as f:
             torch.save(obj, f); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:   # a full disk: OSError from the file, or RuntimeError from torch's zip writer ('unexpected pos')
         tmp.unlink(missing_ok=True)
-        prev = 'the previous checkpoint is intact' if path.is_file() else 'no previous checkpoint is left there'
-        raise UserError(f'could not write checkpoint {path} ({e.strerror or e}); {prev}. Free disk space or fix the folder, then resume.') from None
+        why = (e.strerror if isinstance(e, OSError) else None) or ('the write failed: is the disk full?' if isinstance(e, RuntimeError) else str(e))
+        prev = (f'the previous checkpoint is intact: free space in {path.parent}, then resume with --resume {path}' if path.is_file()
+                else f'no earlier checkpoint is there: free space in {path.parent} and start the run again')
+        raise UserError(f'could not write checkpoint {path} ({why}); {prev}') from None
 
 def resume_path(path) -> Path:
     "The checkpoint to resume from `path`: a checkpoint file, a run folder (its checkpoints/latest.pt) or its checkpoints/ folder."
