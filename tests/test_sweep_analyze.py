@@ -88,6 +88,27 @@ def test_sweep_continues_from_records(sweep_file, tmp_path):
     assert not (tmp_path / 'exp').exists()                           # nothing was trained
 
 
+def test_changed_arm_old_record_does_not_count(sweep_file, tmp_path):
+    """A record counts only for the config that made it: after the arm's config changes, --list shows the old record as
+    stale, the sweep runs it again, and the new record replaces it; a copy of the run folder of the old arm is not resumed."""
+    import shutil
+    r = script(SWEEP, ['--sweep', sweep_file, '--index', 0], tmp_path)
+    assert r.returncode == 0 and 'recorded in' in r.stdout, r.stdout + r.stderr
+    shutil.rmtree(tmp_path / 'exp')                                   # a new machine: the record alone
+    (tmp_path / 'vq.yaml').write_text('quantizer: {type: vqema, K: 16, dim: 8, decay: 0.9}\n')   # the arm changes
+    r = script(SWEEP, ['--sweep', sweep_file, '--list'], tmp_path)
+    assert r.returncode == 0 and r.stdout.splitlines()[0].split()[1:] == ['tiny/vq-s0', 'stale'], r.stdout
+    assert r.stdout.splitlines()[-1] == '1 stale, 3 pending'
+    r = script(SWEEP, ['--sweep', sweep_file, '--index', 0], tmp_path)
+    assert r.returncode == 0 and 'tiny/vq-s0: ran; recorded in' in r.stdout, r.stdout + r.stderr
+    rec = yaml.safe_load((tmp_path / 'results' / 'tiny' / 'vq-s0' / 'config.yaml').read_text())
+    assert rec['quantizer']['decay'] == 0.9
+    (tmp_path / 'vq.yaml').write_text('quantizer: {type: vqema, K: 16, dim: 8}\n')              # back: the folder in exp/ is the other arm's
+    r = script(SWEEP, ['--sweep', sweep_file, '--index', 0], tmp_path)
+    assert_user_error(r.returncode, r.stderr, 'run(s) failed')
+    assert 'holds a run of a different config' in r.stdout, r.stdout
+
+
 def test_analyze_reports_malformed_metrics(sweep_file, tmp_path):
     exp = tmp_path / 'exp' / 'tiny'
     assert script(SWEEP, ['--sweep', sweep_file, '--index', 0], tmp_path).returncode == 0
