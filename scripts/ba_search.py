@@ -4,16 +4,15 @@
 python scripts/ba_search.py --subset 10000 --epochs 2 --out experiments/ba_search
 Every run is a normal run folder under --out; results are read back from their metrics.jsonl.
 """
-import argparse, itertools, json, time
+import itertools, json, time
 from pathlib import Path
-from vqba_nb.config import config_from_dict, read_yaml, _merge
+from vqba_nb.config import config_from_dict, read_yaml, merge_configs
 from vqba_nb.runs import read_metrics
 from vqba_nb.train import run
-from vqba_nb.data import UserError, HelpFormatter, fail
+from vqba_nb.core import ArgumentParser, UserError, fail
 
-p = argparse.ArgumentParser(prog='ba_search', description='Grid search over BA-VQ options (dist_norm, assign, codebook_update, beta range) '
-                            'from configs/ba_seed.yaml on a CIFAR-10 training subset; prints a markdown table and writes search.json.',
-                            formatter_class=HelpFormatter)
+p = ArgumentParser(prog='ba_search', hint=' (see ba_search.py --help)', description='Grid search over BA-VQ options (dist_norm, assign, codebook_update, beta range) '
+                            'from configs/ba_seed.yaml on a CIFAR-10 training subset; prints a markdown table and writes search.json.')
 p.add_argument('--subset', type=int, default=10000, help='CIFAR-10 training images per run (data.subset)')
 p.add_argument('--test-subset', type=int, default=2000, help='test images of the hard evaluation (data.test_subset)')
 p.add_argument('--epochs', type=int, default=2, help='epochs per run')
@@ -23,7 +22,6 @@ p.add_argument('--part', default='0/1', help='I/N: run only every N-th grid poin
 p.add_argument('--threads', type=int, default=1, help='torch CPU threads per run (train.threads)')
 p.add_argument('--full', action='store_true', help='the full 36-run product instead of the chosen 23 runs')
 p.add_argument('--only', help='run only grid points whose name contains this (default: all)')
-p.error = lambda msg: (_ for _ in ()).throw(UserError(f'{msg} (see ba_search.py --help)'))
 try:   # bad input: one line on stderr, exit status 2, as every script of the project
     a = p.parse_args()
     try: betas = [tuple(float(x) for x in b.split(':')) for b in a.betas.split(',')]
@@ -50,7 +48,7 @@ for gi, (norm, assign, upd, (b0, b1)) in enumerate(grid):
     over = {'name': name, 'out_dir': a.out, 'wandb': {'mode': 'disabled'},
             'data': {'subset': a.subset, 'test_subset': a.test_subset}, 'train': {'epochs': a.epochs, 'ckpt_every': 0, 'threads': a.threads},
             'quantizer': {'dist_norm': norm, 'assign': assign, 'codebook_update': upd, 'beta_start': b0, 'beta_end': b1}}
-    cfg = config_from_dict(_merge(base, over))
+    cfg = config_from_dict(merge_configs(base, over))
     t0 = time.time()
     if gi % nparts == part and (a.only or '') in name and not (Path(a.out) / name / 'metrics.jsonl').exists():
         try: run(cfg, quiet=True)

@@ -61,7 +61,7 @@ def test_config_files_are_valid():
 def test_override_semantics():
     "Later overrides win; key=value beats a flag; a quantizer mapping with `type` replaces the section; dotted keys merge."
     over = C.apply_overrides({}, ['optim.lr=1e-3', 'optim.lr=2e-3', 'data.augment=false', 'quantizer={type: vqema, K: 16}'])
-    cfg = C.config_from_dict(C._merge({'quantizer': {'type': 'identity', 'K': 8, 'dim': 4}, 'optim': {'beta1': 0.5}}, over))
+    cfg = C.config_from_dict(C.merge_configs({'quantizer': {'type': 'identity', 'K': 8, 'dim': 4}, 'optim': {'beta1': 0.5}}, over))
     assert cfg.optim.lr == 2e-3 and cfg.optim.beta1 == 0.5 and cfg.data.augment is False
     assert cfg.quantizer == {'type': 'vqema', 'K': 16}
     cfg = C.config_from_dict(C.apply_overrides({}, ['quantizer.type=vqema', 'quantizer.K=32', 'quantizer.dim=8']))

@@ -18,7 +18,8 @@ from conftest import (TINY_STEPS_PER_EPOCH, assert_same_run, assert_user_error, 
 import vqba_nb.train as T
 import vqba_nb.config as C
 import vqba_nb.runs as R
-from vqba_nb.data import CIFAR_DIR, CIFAR_FILES, UserError
+from vqba_nb.core import UserError
+from vqba_nb.data import CIFAR_DIR, CIFAR_FILES
 from vqba_nb.model import VQVAE, Encoder
 
 

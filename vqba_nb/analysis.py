@@ -9,16 +9,17 @@ from pathlib import Path
 import numpy as np
 import yaml
 from scipy import stats
-from .data import CIFAR_VAR, UserError
+from .core import UserError
+from .data import CIFAR_VAR
 from .runs import parse_metrics
 
 # %% auto #0
 __all__ = ['ARMS', 'METRICS', 'HIGHER_IS_BETTER', 'CODEBOOK', 'MIN_SEEDS', 'RANGES', 'DIAGNOSTIC', 'SEED_K', 'SEED_EPOCHS',
            'SEED_PPL', 'SEED_PSNR', 'SEED_BARS', 'QUESTIONS', 'BA_FAMILY', 'read_run', 'find_runs', 'arm_of', 'label',
-           'value', 'final', 'group_runs', 'frontier_runs', 'mean_ci', 'compare', 'holm', 'fmt', 'fmt_ci', 'fmt_seeds',
-           'stats_table', 'against_base', 'comparison_table', 'epochs_to', 'reach_table', 'diagnostic_rows',
-           'diagnostic_table', 'seconds_per_epoch', 'images_per_epoch', 'cost_table', 'bars_table', 'frontier_table',
-           'operating_points', 'pareto', 'bench_cost', 'verdict']
+           'value', 'final', 'group_runs', 'frontier_runs', 'mean_ci', 'compare', 'holm', 'fmt', 'fmt_ci',
+           'epochs_label', 'fmt_seeds', 'stats_table', 'against_base', 'comparison_table', 'epochs_to', 'reach_table',
+           'diagnostic_rows', 'diagnostic_table', 'seconds_per_epoch', 'images_per_epoch', 'cost_table', 'bars_table',
+           'frontier_table', 'operating_points', 'pareto', 'bench_cost', 'verdict']
 
 # %% ../nbs/05_analysis.ipynb #f96ae6b0
 def _load(path:Path, parse, what:str):
@@ -150,7 +151,7 @@ def fmt_ci(s:dict, spec:str='.4g') -> str:
     "mean [lo, hi] of a `mean_ci`, or the mean alone when there is no interval."
     return fmt(s['mean'], spec) + (f" [{fmt(s['lo'], spec)}, {fmt(s['hi'], spec)}]" if math.isfinite(s['lo']) else '')
 
-def _epochs(rs): return '/'.join(map(str, sorted({r['metrics'][-1]['epoch'] for r in rs})))
+def epochs_label(rs): return '/'.join(map(str, sorted({r['metrics'][-1]['epoch'] for r in rs})))
 
 RANGES = {'test_perplexity': (1., 'K'), 'used_codes': (0., 'K'), 'test_dead_codes': (0., 'K'), 'test_psnr': (0., math.inf), 'mse': (0., 1.)}
 
@@ -174,7 +175,7 @@ def stats_table(groups:dict) -> str:
             if arm == 'identity' and m in CODEBOOK: cells.append('—'); continue
             c, clipped = fmt_seeds([final(r, m) for r in rs], m, K, '.4g' if m != 'mse' else '.3g')
             cells.append(c); any_clipped |= clipped
-        lines.append(f"| {label(arm)} K={K} | {len(rs)} | {_epochs(rs)} | " + ' | '.join(cells) + ' |')
+        lines.append(f"| {label(arm)} K={K} | {len(rs)} | {epochs_label(rs)} | " + ' | '.join(cells) + ' |')
     return '\n'.join(lines + ['', f'Cells: the last epoch on the whole test set. With fewer than {MIN_SEEDS} seeds, each seed\'s value; with {MIN_SEEDS} or more, '
                               'mean [95% t-interval] over seeds' + ('; * marks an interval clipped to the metric\'s range (codes in [0, K], perplexity in [1, K], '
                               'MSE in [0, 1], PSNR >= 0)' if any_clipped else '') + '. MSE in [0, 1] pixel units. The continuous model has no codebook (—).'])
@@ -353,12 +354,12 @@ def frontier_table(fr:dict) -> str:
     lines = ['| beta | runs | epochs | perplexity | log2 perplexity (bits) | used codes | PSNR (dB) |', '|---|---|---|---|---|---|---|']
     for b, rs in fr.items():
         ppl, used, psnr = (mean_ci([final(r, k) for r in rs])['mean'] for k in ('test_perplexity', 'used_codes', 'test_psnr'))
-        lines.append(f"| {fmt(b, 'g')} | {len(rs)} | {_epochs(rs)} | {fmt(ppl, '.4g')} | {fmt(math.log2(ppl) if ppl > 0 else math.nan, '.2f')} | "
+        lines.append(f"| {fmt(b, 'g')} | {len(rs)} | {epochs_label(rs)} | {fmt(ppl, '.4g')} | {fmt(math.log2(ppl) if ppl > 0 else math.nan, '.2f')} | "
                      f"{fmt(used, '.0f')} of {rs[0]['K']} | {fmt(psnr, '.2f')} |")
     return '\n'.join(lines)
 
 # %% ../nbs/05_analysis.ipynb #815967b7
-def _claim(c:dict, key:str, a:str, b:str) -> str:
+def _hedged(c:dict, key:str, a:str, b:str) -> str:
     "One hedged sentence on `c` = compare(a, b) of metric `key` (with 'p_holm')."
     if not math.isfinite(c['diff']): return f'{METRICS[key]}: not logged.'
     if c['diff'] == 0: return f"{METRICS[key]}: equal ({fmt(c['na'])} vs {fmt(c['nb'])} seeds)."
@@ -386,7 +387,7 @@ def _versus(groups:dict, K:int, base:str, arms:list, keys:list) -> tuple[list, l
         a = [final(r, key) for r in groups[(base, K)]]
         cs = {arm: compare(a, [final(r, key) for r in groups[(arm, K)]]) for arm in arms if (arm, K) in groups}
         for c, ph in zip(cs.values(), holm([math.nan if c['few_seeds'] else c['p'] for c in cs.values()])): c['p_holm'] = float(ph)
-        out += [f'- K={K}, {_claim(c, key, base, arm)}' for arm, c in cs.items()]
+        out += [f'- K={K}, {_hedged(c, key, base, arm)}' for arm, c in cs.items()]
     return out, [p for arm in [base, *arms] if (p := _pending(groups, arm, K))]
 
 def _frontier_verdict(fr:dict) -> list[str]:
@@ -403,7 +404,7 @@ def _frontier_verdict(fr:dict) -> list[str]:
         rho = stats.spearmanr(np.log(b[ok]), y['test_perplexity'][ok]).statistic
         out.append(f'- Rank correlation of beta and perplexity over the {int(ok.sum())} betas: Spearman rho = {fmt(float(rho), "+.2f")}.')
     n = max(len(rs) for rs in fr.values())
-    return out + [f'- {n} run(s) per beta, {_epochs([r for rs in fr.values() for r in rs])} epochs: a description of the curve, not a test.']
+    return out + [f'- {n} run(s) per beta, {epochs_label([r for rs in fr.values() for r in rs])} epochs: a description of the curve, not a test.']
 
 # %% ../nbs/05_analysis.ipynb #e4492ca1
 QUESTIONS = ('Does BA-VQ use the codebook better than VQ-EMA?', 'At what cost in PSNR and compute?',

@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse, json, os, resource, statistics, time, typing
 from pathlib import Path
 import torch
-from .data import UserError, fail, HelpFormatter, load_cifar10, synthetic_cifar, Batches, CIFAR_DIR, data_root
+from .core import UserError, fail, ArgumentParser
+from .data import load_cifar10, synthetic_cifar, Batches, CIFAR_DIR, data_root
 from .model import build_quantizer
 from .model import VQVAE, param_groups
 from .config import config_from_dict, read_yaml
@@ -184,8 +185,7 @@ def format_table(res:dict) -> str:
 # %% ../nbs/06_bench.ipynb #f6c2b9e5
 def parse_args(argv:list[str]|None=None) -> argparse.Namespace:
     "The command line of scripts/bench.py; a mistake raises `UserError`."
-    p = argparse.ArgumentParser(prog='bench', description='Training throughput: this project against a reference-style pipeline, measured in one process.',
-                                formatter_class=HelpFormatter)
+    p = ArgumentParser(prog='bench', description='Training throughput: this project against a reference-style pipeline, measured in one process.', hint=' (see bench --help)')
     p.add_argument('--config', default='configs/base.yaml', help='base config (model, batch size, K, dim); the quantizers\' configs (vqema.yaml, ba.yaml, identity.yaml) are read from its folder')
     p.add_argument('--device', default='cpu', help='cpu, cuda, cuda:N or mps')
     p.add_argument('--threads', type=int, help="torch CPU threads (default: torch's own choice, one per core)")
@@ -199,7 +199,6 @@ def parse_args(argv:list[str]|None=None) -> argparse.Namespace:
     p.add_argument('--no-reference', action='store_true', help='skip the reference-style pipeline (PIL images through a DataLoader)')
     p.add_argument('--no-compile', action='store_true', help='skip VQ-EMA with train.compile (encoder and decoder compiled at their first step)')
     p.add_argument('--json', metavar='PATH', help='also write the results as JSON to PATH (nothing is written without it)')
-    p.error = lambda msg: (_ for _ in ()).throw(UserError(f'{msg} (see bench --help)'))
     a = p.parse_args(argv)
     for k in ('images', 'steps', 'repeats', 'eval_images', 'threads'):
         if getattr(a, k) is not None and getattr(a, k) < 1: raise UserError(f"--{k.replace('_', '-')} must be at least 1, got {getattr(a, k)}")

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Literal, Optional
 import yaml
-from .data import UserError
+from .core import UserError
 from .model import QUANTIZERS, build_quantizer
 
 # %% auto #0
-__all__ = ['SAFE_ON_RESUME', 'DataCfg', 'ModelCfg', 'OptimCfg', 'TrainCfg', 'WandbCfg', 'Config', 'config_from_dict', 'read_yaml',
-           'apply_overrides', 'resume_config']
+__all__ = ['SAFE_ON_RESUME', 'DataCfg', 'ModelCfg', 'OptimCfg', 'TrainCfg', 'WandbCfg', 'Config', 'config_from_dict',
+           'merge_configs', 'read_yaml', 'apply_overrides', 'resume_config']
 
 # %% ../nbs/04_config.ipynb #8b7ebb8a
 @dataclass
@@ -154,12 +154,12 @@ def config_from_dict(d:dict) -> Config:
     return cfg
 
 # %% ../nbs/04_config.ipynb #f9308614
-def _merge(a:dict, b:dict, replace_typed:bool=True) -> dict:
+def merge_configs(a:dict, b:dict, replace_typed:bool=True) -> dict:
     "`b` merged into `a` key by key; a `quantizer` mapping naming a `type` replaces the old one if `replace_typed`."
     out = dict(a)
     for k, v in b.items():
         replace = replace_typed and k == 'quantizer' and isinstance(v, dict) and 'type' in v
-        out[k] = _merge(out[k], v, replace_typed) if isinstance(v, dict) and isinstance(out.get(k), dict) and not replace else v
+        out[k] = merge_configs(out[k], v, replace_typed) if isinstance(v, dict) and isinstance(out.get(k), dict) and not replace else v
     return out
 
 def read_yaml(path, _seen=()) -> dict:
@@ -175,7 +175,7 @@ def read_yaml(path, _seen=()) -> dict:
     if not isinstance(d, dict): raise UserError(f'config file {path} must hold a mapping of keys to values')
     parent = d.pop('inherit', None)
     if parent is None: return d
-    return _merge(read_yaml(path.parent / str(parent), (*_seen, path.resolve())), d)
+    return merge_configs(read_yaml(path.parent / str(parent), (*_seen, path.resolve())), d)
 
 def apply_overrides(d:dict, overrides:list[str]) -> dict:
     "Dotted `key=value` overrides applied to the nested dict `d`."
@@ -187,7 +187,7 @@ def apply_overrides(d:dict, overrides:list[str]) -> dict:
         except yaml.YAMLError: val = raw
         node, parts = val, key.strip().split('.')
         for k in reversed(parts): node = {k: node}
-        d = _merge(d, node, replace_typed=len(parts) == 1)
+        d = merge_configs(d, node, replace_typed=len(parts) == 1)
     return d
 
 # %% ../nbs/04_config.ipynb #2ae5ae31
@@ -203,7 +203,7 @@ def _flat(d:dict, prefix='') -> dict:
 def resume_config(ck:dict, overrides:dict) -> tuple[Config, list[str]]:
     "The checkpoint's config with `overrides` applied; refuses changes outside `SAFE_ON_RESUME`."
     old = ck['config']
-    new = asdict(config_from_dict(_merge(old, overrides, replace_typed=False)))
+    new = asdict(config_from_dict(merge_configs(old, overrides, replace_typed=False)))
     a, b = _flat(old), _flat(new)
     changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     unsafe = [k for k in changed if not k.startswith(SAFE_ON_RESUME)]

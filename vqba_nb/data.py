@@ -4,28 +4,14 @@
 
 # %% ../nbs/00_data.ipynb #034fcdd6
 from __future__ import annotations
-import argparse, os, pickle, sys, typing
+import os, pickle, sys
 from pathlib import Path
 import torch
+from .core import UserError
 
 # %% auto #0
-__all__ = ['CIFAR_DIR', 'CIFAR_FILES', 'CIFAR_VAR', 'UserError', 'fail', 'HelpFormatter', 'data_root', 'load_cifar10',
-           'synthetic_cifar', 'augment', 'to_float', 'Batches']
-
-# %% ../nbs/00_data.ipynb #1c6928e2
-class UserError(Exception):
-    "A problem with the user's input; the message names it and says how to fix it."
-    def __init__(self, msg:str): super().__init__(msg)
-
-def fail(msg) -> typing.NoReturn:
-    "How every command line reports a `UserError`: one line on stderr, exit status 2."
-    print('error: ' + ' '.join(str(msg).split()), file=sys.stderr); sys.exit(2)
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    "`--help` of every script: each option's default, where it has one worth showing."
-    def _get_help_string(self, action):
-        if action.default in (None, False) or '(default' in (action.help or ''): return action.help
-        return super()._get_help_string(action)
+__all__ = ['CIFAR_DIR', 'CIFAR_FILES', 'CIFAR_VAR', 'data_root', 'load_cifar10', 'synthetic_cifar', 'augment', 'to_float',
+           'Batches']
 
 # %% ../nbs/00_data.ipynb #1e29674c
 CIFAR_DIR = 'cifar-10-batches-py'

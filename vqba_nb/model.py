@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .data import CIFAR_VAR, UserError
+from .core import UserError
+from .data import CIFAR_VAR
 from .quantizers import Quantizer, IdentityQuantizer, VQEMAQuantizer
 from .ba import BAQuantizer, BalancedQuantizer
 from .baselines import KMeansQuantizer, GumbelQuantizer

@@ -8,8 +8,8 @@ import argparse, json, math, sys
 from pathlib import Path
 import numpy as np
 from scipy import stats
-from .data import HelpFormatter, UserError, fail
-from .analysis import ARMS, CODEBOOK, label, value, final, find_runs, group_runs, frontier_runs, mean_ci, fmt, _epochs
+from .core import ArgumentParser, UserError, fail
+from .analysis import ARMS, CODEBOOK, label, value, final, find_runs, group_runs, frontier_runs, mean_ci, fmt, epochs_label
 from .analysis import stats_table, comparison_table, reach_table, cost_table, bars_table, frontier_table, diagnostic_table, verdict
 
 # %% auto #0
@@ -66,7 +66,7 @@ def plot_operating_points(groups:dict):
     for (arm, K), rs in groups.items():
         if arm == 'identity':
             c = mean_ci([final(r, 'test_psnr') for r in rs])
-            ax.axhline(c['mean'], color='k', lw=1, label=f"continuous (ceiling): {fmt(c['mean'], '.2f')} dB, n={len(rs)}, {_epochs(rs)} epochs")
+            ax.axhline(c['mean'], color='k', lw=1, label=f"continuous (ceiling): {fmt(c['mean'], '.2f')} dB, n={len(rs)}, {epochs_label(rs)} epochs")
             continue
         x = [math.log2(final(r, 'test_perplexity')) if final(r, 'test_perplexity') > 0 else math.nan for r in rs]
         ax.scatter(x, [final(r, 'test_psnr') for r in rs], color=_style(arm, K)['color'], marker='o' if K >= 512 else 's',
@@ -88,7 +88,7 @@ def plot_frontier(fr:dict):
     for ax, (k, name) in zip(axes, [('test_perplexity', 'perplexity'), ('used_codes', 'codes used'), ('test_psnr', 'test PSNR (dB)')]):
         ax.plot(b, [mean_ci([final(r, k) for r in rs])['mean'] for rs in fr.values()], marker='o', color=_style('ba', 512)['color'])
         ax.set_xscale('log'); ax.set_xlabel('beta (constant)'); ax.set_title(name, fontsize=10)
-    fig.suptitle(f"BA-VQ at constant beta, K={next(iter(fr.values()))[0]['K']}, {_epochs([r for rs in fr.values() for r in rs])} epochs", fontsize=10)
+    fig.suptitle(f"BA-VQ at constant beta, K={next(iter(fr.values()))[0]['K']}, {epochs_label([r for rs in fr.values() for r in rs])} epochs", fontsize=10)
     return fig
 
 # %% ../nbs/05a_report.ipynb #0373cc58
@@ -191,7 +191,7 @@ def analyze(src:str|Path, # a run, an experiment or a records folder
 # %% ../nbs/05a_report.ipynb #e132040d
 def main(argv:list[str]|None=None):
     "Entry point of `vqba-analyze` and scripts/analyze.py."
-    p = argparse.ArgumentParser(prog='analyze.py', formatter_class=HelpFormatter,
+    p = ArgumentParser(prog='analyze.py',
                                 description='Tables, figures and a verdict for a run, a sweep (--experiment) or committed run records (--results).')
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument('--experiment', metavar='NAME', help='run or sweep name under --root (or a path to one)')
@@ -199,7 +199,6 @@ def main(argv:list[str]|None=None):
     p.add_argument('--root', metavar='DIR', default='experiments', help='where experiments live; used with --experiment')
     p.add_argument('--out', metavar='DIR', help='folder for report.md and the PNGs (default: <experiment or results folder>/analysis)')
     p.add_argument('--bench', metavar='FILE', help="benchmark JSON for the verdict's cost (default: the newest benchmarks/*.json here, if any)")
-    p.error = lambda msg: (_ for _ in ()).throw(UserError(msg))
     if 'matplotlib.pyplot' not in sys.modules: __import__('matplotlib').use('Agg')   # files only, no display
     try:
         a = p.parse_args(argv)

@@ -10,13 +10,13 @@ from dataclasses import asdict
 from pathlib import Path
 import torch
 import yaml
-from .data import UserError
+from .core import UserError
 from .config import Config
 
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'CKPT_KEYS', 'RECORD_FILES', 'save_atomic', 'resume_path', 'load_checkpoint', 'wandb_mode', 'Logger',
-           'parse_metrics', 'read_metrics', 'RunLock', 'machine', 'code_version', 'note_provenance', 'write_record',
-           'record_finished']
+           'parse_metrics', 'read_metrics', 'RunLock', 'claim_run_folder', 'write_atomic', 'machine', 'code_version',
+           'note_provenance', 'record_epochs', 'write_record', 'record_finished']
 
 # %% ../nbs/04a_runs.ipynb #0bbff3b4
 CKPT_FORMAT = 'vqba_nb-checkpoint-v1'
@@ -143,7 +143,7 @@ class RunLock:
         return f'process {pid} on {host}'
 
 # %% ../nbs/04a_runs.ipynb #bab118ac
-def _claim(run_dir:Path, fresh:bool):
+def claim_run_folder(run_dir:Path, fresh:bool):
     "Create the run folder (atomically, for a fresh run: of two runs with one name, the second fails here)."
     ck = run_dir / 'checkpoints' / 'latest.pt'
     try:
@@ -157,7 +157,8 @@ def _claim(run_dir:Path, fresh:bool):
             raise UserError(f'run folder {run_dir} already exists; {hint}, or pick another --name') from None
         raise UserError(f'cannot create run folder {run_dir} ({e.strerror or e}); choose another out_dir or --name') from None
 
-def _write_atomic(path:Path, text:str):
+def write_atomic(path:Path, text:str):
+    "Write `text` to `path` through a temporary file and an atomic rename: a reader sees the old file or the new one, never half of one."
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
     tmp.write_text(text); os.replace(tmp, path)
 
@@ -188,7 +189,7 @@ def note_provenance(run_dir:Path, cfg:Config, what:str):
 # %% ../nbs/04a_runs.ipynb #e3a848a2
 RECORD_FILES = ('config.yaml', 'metrics.jsonl', 'code_counts.json', 'reconstructions.png', 'record.json')
 
-def _epochs(run_dir:Path) -> tuple[int, int]:
+def record_epochs(run_dir:Path) -> tuple[int, int]:
     "(epochs the config asks for, epochs in metrics.jsonl) of a run folder or record; (0, 0) where unreadable."
     try: want = int(yaml.safe_load((Path(run_dir) / 'config.yaml').read_text())['train']['epochs'])
     except Exception: return 0, 0
@@ -198,7 +199,7 @@ def _epochs(run_dir:Path) -> tuple[int, int]:
 def write_record(run_dir, dest) -> Path:
     "Copy the small record of the finished run in `run_dir` to the folder `dest` (atomically); returns `dest`."
     run_dir, dest = Path(run_dir), Path(dest)
-    want, done = _epochs(run_dir)
+    want, done = record_epochs(run_dir)
     if not want or done < want or not (run_dir / 'code_counts.json').is_file():
         raise UserError(f'run {run_dir} has not finished ({done} of {want or "?"} epochs); resume it before recording it')
     tmp = dest.with_name(f'.{dest.name}.tmp{os.getpid()}')
@@ -220,5 +221,5 @@ def record_finished(dest, epochs:int|None=None) -> bool:
     dest = Path(dest)
     try: json.loads((dest / 'record.json').read_text())
     except (OSError, ValueError): return False
-    want, done = _epochs(dest)
+    want, done = record_epochs(dest)
     return bool(want) and done >= max(want, epochs or 0) and (dest / 'code_counts.json').is_file()

@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse, dataclasses, itertools, json, os, shutil, sys, time
 from pathlib import Path
 import yaml
-from .data import UserError, fail, HelpFormatter
-from .config import Config, _merge, apply_overrides, config_from_dict, read_yaml, resume_config
+from .core import UserError, fail, ArgumentParser
+from .config import Config, merge_configs, apply_overrides, config_from_dict, read_yaml, resume_config
 from .runs import RunLock, load_checkpoint, read_metrics, record_finished, write_record
 from .train import run
 
@@ -52,7 +52,7 @@ def expand_sweep(path, epochs:int|None=None) -> list[tuple[str, Config]]:
             d = read_yaml(path.parent / conf) if conf else {}
             d = apply_overrides(d, over + [f'{k}={json.dumps(v)}' for k, v in vals.items() if k != 'config'])
             name = f"{sw.get('name', path.stem)}/{g.get('prefix', '')}" + '-'.join(_short(k, v) for k, v in vals.items())
-            d = _merge(d, {'name': name, **({'train': {'epochs': n_ep}} if n_ep else {})})
+            d = merge_configs(d, {'name': name, **({'train': {'epochs': n_ep}} if n_ep else {})})
             runs.append((name, config_from_dict(d)))
     names = [n for n, _ in runs]
     if len(set(names)) != len(names): raise UserError(f'sweep file {path}: two runs get the same name; make the grid values distinct')
@@ -122,8 +122,7 @@ def _report(lines):
 
 def sweep_main(argv:list[str]|None=None):
     "Entry point of `vqba-sweep` and scripts/sweep.py."
-    p = argparse.ArgumentParser(prog='vqba-sweep', description='Run a grid of training runs (see sweeps/), resumably, recording finished runs.',
-                                formatter_class=HelpFormatter)
+    p = ArgumentParser(prog='vqba-sweep', description='Run a grid of training runs (see sweeps/), resumably, recording finished runs.')
     p.add_argument('--sweep', required=True, help='sweep YAML file, e.g. sweeps/study.yaml')
     p.add_argument('--epochs', type=int, help="override the epochs of every run (default: the sweep file's)")
     p.add_argument('--list', action='store_true', help='print the runs and their status (recorded, done, partial, stale, pending), run nothing')
@@ -132,7 +131,6 @@ def sweep_main(argv:list[str]|None=None):
     p.add_argument('--threads', type=int, help='CPU threads per run (default: the cores divided among --parallel workers; one run alone: torch decides)')
     p.add_argument('--results', default='results', help="folder of finished runs' records (results/<sweep>/<run>); finished runs are recorded there and skipped")
     p.add_argument('--no-record', action='store_true', help='neither read nor write records: only experiments/ decides what is done')
-    p.error = lambda msg: (_ for _ in ()).throw(UserError(msg))
     try:
         a = p.parse_args(argv)
         runs = expand_sweep(a.sweep, a.epochs)

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Literal, Optional
 import torch
 import yaml
-from .data import UserError, fail, HelpFormatter, load_cifar10, synthetic_cifar, Batches
+from .core import UserError, fail, ArgumentParser
+from .data import load_cifar10, synthetic_cifar, Batches
 from .metrics import CodeUsage, DeadCodeProbe, psnr_per_image
 from .quantizers import CodebookQuantizer, to_vectors
 from .model import build_quantizer
 from .model import VQVAE, recon_loss, param_groups
 from .config import Config, config_from_dict, read_yaml, apply_overrides, resume_config
-from .runs import CKPT_FORMAT, Logger, RunLock, save_atomic, load_checkpoint, resume_path, read_metrics, note_provenance, _claim, _write_atomic
+from .runs import CKPT_FORMAT, Logger, RunLock, save_atomic, load_checkpoint, resume_path, read_metrics, note_provenance, claim_run_folder, write_atomic
 
 # %% auto #0
 __all__ = ['evaluate', 'Interrupted', 'load_data', 'Trainer', 'fit', 'run', 'parse_args', 'cli_overrides', 'main']
@@ -177,17 +178,17 @@ def run(cfg:Config, resume:str|Path|None=None, data:tuple[torch.Tensor, torch.Te
     _check_device(cfg.train.device)
     ck = load_checkpoint(resume) if resume else None
     run_dir = Path(resume).resolve().parent.parent if resume else Path(cfg.out_dir) / cfg.name
-    if not resume and run_dir.exists(): _claim(run_dir, True)   # fail fast, before loading data
+    if not resume and run_dir.exists(): claim_run_folder(run_dir, True)   # fail fast, before loading data
     tr = Trainer(cfg, run_dir, data)
     if ck: tr.restore(ck, resume)
-    _claim(run_dir, fresh=not resume)
+    claim_run_folder(run_dir, fresh=not resume)
     with RunLock(run_dir):
         for f in (run_dir / 'checkpoints').glob('.*.tmp*'): f.unlink()   # left by a kill during a write
         (run_dir / 'config.yaml').write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
         note_provenance(run_dir, cfg, 'resume' if ck else 'start')
         if ck:   # drop records of epochs after the checkpoint (written before a kill); they will be redone
             keep = [r for r in read_metrics(run_dir) if r.get('epoch', 0) <= tr.epoch]
-            _write_atomic(run_dir / 'metrics.jsonl', ''.join(json.dumps(r) + '\n' for r in keep))
+            write_atomic(run_dir / 'metrics.jsonl', ''.join(json.dumps(r) + '\n' for r in keep))
             with open(run_dir / 'resume.log', 'a') as f: f.write(f'{time.strftime("%Y-%m-%d %H:%M:%S")} resumed at epoch {tr.epoch} batch {tr.batch} from {resume}' + ''.join(f'; {c}' for c in changes) + '\n')
         logger = Logger(cfg, run_dir, tr.wandb_id)
         tr.wandb_id = logger.id
@@ -202,7 +203,7 @@ def run(cfg:Config, resume:str|Path|None=None, data:tuple[torch.Tensor, torch.Te
 def parse_args(argv:list[str]|None=None # the arguments (default: sys.argv[1:])
               ) -> argparse.Namespace:
     "The command line of `vqba-train`; a mistake raises `UserError`."
-    p = argparse.ArgumentParser(prog='vqba-train', description='Train a VQ-VAE on CIFAR-10 (see configs/).', formatter_class=HelpFormatter,
+    p = ArgumentParser(prog='vqba-train', description='Train a VQ-VAE on CIFAR-10 (see configs/).', hint=' (see vqba-train --help)',
                                 epilog='Overrides: dotted key=value pairs after the options, e.g. optim.lr=1e-3 quantizer.K=256 (keys: see configs/base.yaml)')
     p.add_argument('--config', help="YAML config file (may `inherit:` another); default: the built-in defaults, as configs/base.yaml")
     p.add_argument('--resume', help='checkpoint to continue, e.g. experiments/NAME/checkpoints/latest.pt, or the run folder experiments/NAME (the run keeps its own config)')
@@ -213,7 +214,6 @@ def parse_args(argv:list[str]|None=None # the arguments (default: sys.argv[1:])
     p.add_argument('--device', help="cpu, cuda, cuda:N or mps (train.device); default: the config's")
     p.add_argument('--quiet', action='store_true', help='no progress bar or per-epoch lines')
     p.add_argument('overrides', nargs='*', metavar='key=value', help='dotted config overrides, applied after the options')
-    p.error = lambda msg: (_ for _ in ()).throw(UserError(f'{msg} (see vqba-train --help)'))
     return p.parse_intermixed_args(argv)
 
 def cli_overrides(args:argparse.Namespace, base:dict|None=None) -> dict:
