@@ -133,6 +133,7 @@ def fit(tr:Trainer, logger:Logger, quiet:bool=False) -> dict:
     cfg, record = tr.cfg, {}
     samples = next(iter(tr.test_batches.epoch(0)))[:cfg.train.n_samples]
     ckpt_dir = tr.run_dir / 'checkpoints'
+    t_start, step_start = time.time(), tr.step     # the whole run's time left, from this session's pace (evaluations included)
     while tr.epoch < cfg.train.epochs:
         t0 = time.time()
         bar = tqdm(total=len(tr.train_batches), initial=tr.batch, desc=f'epoch {tr.epoch + 1}/{cfg.train.epochs}', disable=quiet, leave=False,
@@ -144,7 +145,9 @@ def fit(tr:Trainer, logger:Logger, quiet:bool=False) -> dict:
                 loss, stats = res
                 for k, v in {'loss': loss, **stats}.items(): tr.acc[k] = tr.acc.get(k, 0.) + v.detach().double()   # stays on the device: no sync
                 tr.acc['n'] = tr.acc.get('n', 0) + 1
-                if tr.step % 10 == 0: bar.set_postfix(loss=f"{tr.acc['loss'].item() / tr.acc['n']:.4f}")
+                if tr.step % 10 == 0:
+                    left = (time.time() - t_start) / (tr.step - step_start) * (tr.total_steps - tr.step)
+                    bar.set_postfix(loss=f"{tr.acc['loss'].item() / tr.acc['n']:.4f}", run_left=f'{int(left // 3600)}h{int(left % 3600 // 60):02d}m')
             bar.update()
             if tr.stop_signal: tr.save(); raise Interrupted(tr.stop_signal)
             if cfg.train.ckpt_every and tr.step % cfg.train.ckpt_every == 0: tr.save()
