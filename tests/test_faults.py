@@ -105,10 +105,11 @@ def test_random_sigkills_then_resume_is_exact(tmp_path, reference, zygote):
     ('quantizer.type=ba', 'quantizer.dist_norm=running', 'quantizer.assign=hard_st', 'quantizer.codebook_update=ema',
      'quantizer.beta_start=10.0', 'quantizer.beta_end=1000.0'),
     ('quantizer.type=ba', 'quantizer.restart_threshold=8.0'),
-], ids=['vqema_restart', 'ba_balanced', 'ba_fast_path', 'ba_restart'])
+    ('quantizer.type=fsq', 'quantizer.levels=[4,4,2]'),
+], ids=['vqema_restart', 'ba_balanced', 'ba_fast_path', 'ba_restart', 'fsq'])
 def test_sigkills_resume_exact_restart_and_balanced(quant, tmp_path, reference, zygote):
     """The quantizers with extra state (the restart generator and step counter, for VQ-EMA and for BA-VQ; the balanced
-    assignment's EMA codebook) and BA-VQ's default configuration (its fast path reuses buffers between steps, which must
+    assignment's EMA codebook; FSQ's projections) and BA-VQ's default configuration (its fast path reuses buffers between steps, which must
     carry nothing over): SIGKILLs at seeded
     random moments, then resume; the finished run equals an uninterrupted one bitwise."""
     extra = ('train.ckpt_every=1', 'train.epochs=3', *quant)
@@ -684,7 +685,7 @@ def broken_checkpoints(tmp_path, reference, copy_run):
 
 
 CKPT_NEEDLES = {'truncated': ['unreadable', 'best.pt'], 'text': ['unreadable'], 'plain_dict': ['not a vqba_nb checkpoint'],
-                'list': ['not a vqba_nb checkpoint'], 'empty': ['unreadable'], 'directory': ['not found']}
+                'list': ['not a vqba_nb checkpoint'], 'empty': ['unreadable'], 'directory': ['is a folder without a checkpoints/latest.pt']}
 
 
 def test_checkpoint_problems_cli(broken_checkpoints, tmp_path):
