@@ -415,22 +415,28 @@ QUESTIONS = ('Does BA-VQ use the codebook better than VQ-EMA?', 'At what cost in
 BA_FAMILY = ('ba', 'ba_uniform', 'ba_balanced', 'ba_restart')
 
 def _mechanism(groups:dict, K:int=512) -> list[str]:
-    "Bullets: what the dead-code diagnostic of BA-VQ's last logged epoch says, in words, hedged by how many runs logged it."
+    "Bullets: what BA-VQ's dead-code diagnostic says, first and last logged epoch, in words; hedged by how many runs logged it."
     rows = diagnostic_rows(groups.get(('ba', K), []))
     if not rows: return [f'- K={K}: pending: no BA-VQ run logged the dead-code diagnostic yet.']
-    e, d = list(rows.items())[-1]
-    n, dup, far = d.get('test_dead_codes', 0), d.get('test_dead_duplicates', 0), d.get('test_dead_far', 0)
-    if not n: return [f'- K={K}: BA-VQ has no dead code at epoch {e}.']
-    live, gap, nlq, bg = d.get('test_dead_live_gap_median', math.nan), d.get('test_dead_gap_median', math.nan), d.get('test_dead_neg_log_q_median', math.nan), d.get('test_dead_beta_gap_median', math.nan)
-    facts = (f"{fmt(n, '.0f')} dead codes at epoch {e}: {fmt(dup, '.0f')} duplicates of a live code, {fmt(far, '.0f')} stranded beyond the mean distortion; "
-             f"median squared distance to the nearest test vector {fmt(gap, '.2g')} and to the nearest live code {fmt(live, '.2g')} mean distortions")
-    if far >= n / 2: why = 'most dead codes are stranded, far from the data: the stranded-code explanation'
-    elif dup >= n / 2 or (math.isfinite(live) and live < 1e-2): why = 'most dead codes sit on live ones: the merged-duplicates explanation'
-    else: why = 'neither explanation covers most of them: they lie among the data, near live codes that are always nearer to every vector'
-    prior = (f"; BA's prior penalty on them (median -log Q = {fmt(nlq, '.3g')} nats) exceeds their distance term (median beta x gap = {fmt(bg, '.3g')}), "
-             'so in training the prior, not the geometry, keeps them out') if math.isfinite(nlq) and math.isfinite(bg) and nlq > bg else ''
+    (e0, d0), (e1, d1) = list(rows.items())[0], list(rows.items())[-1]
+    n = d1.get('test_dead_codes', 0)
+    if not n: return [f'- K={K}: BA-VQ has no dead code at epoch {e1}.']
+    get = lambda d, k: d.get(f'test_dead_{k}', math.nan)
+    def state(e, d):
+        return (f"epoch {e}: {fmt(d.get('test_dead_codes'), '.0f')} dead, {fmt(get(d, 'duplicates'), '.0f')} duplicates of a live code, "
+                f"{fmt(get(d, 'far'), '.0f')} stranded (median gap to the nearest test vector {fmt(get(d, 'gap_median'), '.2g')} mean distortions)")
+    prior = lambda d: math.isfinite(get(d, 'neg_log_q_median')) and get(d, 'neg_log_q_median') > get(d, 'beta_gap_median')
+    dup, far, live = get(d1, 'duplicates'), get(d1, 'far'), get(d1, 'live_gap_median')
+    if far >= n / 2: why = 'at the end most dead codes are stranded, far from the data (the stranded-code explanation)'
+    elif dup >= n / 2 or (math.isfinite(live) and live < 1e-2): why = 'at the end most dead codes sit on live ones (the merged-duplicates explanation)'
+    else: why = 'at the end neither explanation covers most of them: they lie among the data, near live codes that are always nearer'
+    early = ''
+    if e0 != e1 and get(d0, 'far') < d0.get('test_dead_codes', 0) / 2 and prior(d0):
+        early = (f"; at epoch {e0} they were not stranded but kept out by the prior: their penalty -log Q (median {fmt(get(d0, 'neg_log_q_median'), '.3g')} nats) "
+                 f"exceeded their distance term (median beta x gap {fmt(get(d0, 'beta_gap_median'), '.3g')}), and a code without mass stays where "
+                 'it died while the encoder\'s outputs move away')
     runs = sum(any('test_dead_duplicates' in m for m in r['metrics']) for r in groups[('ba', K)])
-    return [f'- K={K}, {facts}: {why}{prior} ({runs} run(s) logged the diagnostic; a description, not a test).']
+    return [f'- K={K}, {state(e0, d0)}; {state(e1, d1)}: {why}{early} ({runs} run(s) logged the diagnostic; a description, not a test).']
 
 def _same_story(groups:dict, Ks=(256, 512)) -> list[str]:
     "Bullets: the sign of BA-VQ minus VQ-EMA in perplexity and PSNR at each K, and whether they agree."
