@@ -15,11 +15,11 @@ from .runs import parse_metrics
 
 # %% auto #0
 __all__ = ['ARMS', 'METRICS', 'HIGHER_IS_BETTER', 'CODEBOOK', 'MIN_SEEDS', 'RANGES', 'DIAGNOSTIC', 'SEED_K', 'SEED_EPOCHS',
-           'SEED_PPL', 'SEED_PSNR', 'SEED_BARS', 'QUESTIONS', 'BA_FAMILY', 'read_run', 'find_runs', 'arm_of', 'label',
-           'value', 'final', 'group_runs', 'frontier_runs', 'mean_ci', 'compare', 'holm', 'fmt', 'fmt_ci',
-           'epochs_label', 'fmt_seeds', 'stats_table', 'against_base', 'comparison_table', 'epochs_to', 'reach_table',
+           'SEED_PPL', 'SEED_PSNR', 'SEED_BARS', 'read_run', 'find_runs', 'arm_of', 'label', 'value', 'final',
+           'group_runs', 'frontier_runs', 'seeds_of', 'mean_ci', 'compare', 'holm', 'fmt', 'fmt_ci', 'epochs_label',
+           'fmt_seeds', 'stats_table', 'against_base', 'comparison_table', 'epochs_to', 'reach_table',
            'diagnostic_rows', 'diagnostic_table', 'seconds_per_epoch', 'images_per_epoch', 'cost_table', 'bars_table',
-           'frontier_table', 'operating_points', 'pareto', 'bench_cost', 'verdict']
+           'frontier_table']
 
 # %% ../nbs/05_analysis.ipynb #f96ae6b0
 def _load(path:Path, parse, what:str):
@@ -101,7 +101,7 @@ def frontier_runs(runs:list[dict]) -> dict:
         if r['metrics'] and r['arm'] == 'frontier': fr.setdefault(float(r['config']['quantizer'].get('beta_end', math.nan)), []).append(r)
     return dict(sorted(fr.items()))
 
-def _seeds(rs:list[dict]) -> list: return sorted({(r['config'].get('train') or {}).get('seed') for r in rs}, key=str)
+def seeds_of(rs:list[dict]) -> list: return sorted({(r['config'].get('train') or {}).get('seed') for r in rs}, key=str)
 
 # %% ../nbs/05_analysis.ipynb #d965e0dd
 def mean_ci(x, level:float=0.95) -> dict:
@@ -357,158 +357,3 @@ def frontier_table(fr:dict) -> str:
         lines.append(f"| {fmt(b, 'g')} | {len(rs)} | {epochs_label(rs)} | {fmt(ppl, '.4g')} | {fmt(math.log2(ppl) if ppl > 0 else math.nan, '.2f')} | "
                      f"{fmt(used, '.0f')} of {rs[0]['K']} | {fmt(psnr, '.2f')} |")
     return '\n'.join(lines)
-
-# %% ../nbs/05_analysis.ipynb #815967b7
-def _hedged(c:dict, key:str, a:str, b:str) -> str:
-    "One hedged sentence on `c` = compare(a, b) of metric `key` (with 'p_holm')."
-    if not math.isfinite(c['diff']): return f'{METRICS[key]}: not logged.'
-    if c['diff'] == 0: return f"{METRICS[key]}: equal ({fmt(c['na'])} vs {fmt(c['nb'])} seeds)."
-    ahead = label(b) if (c['diff'] > 0) == HIGHER_IS_BETTER[key] else label(a)
-    ci = f", 95% CI [{fmt(c['lo'], '+.3g')}, {fmt(c['hi'], '+.3g')}]" if math.isfinite(c['lo']) else ''
-    s = f"{METRICS[key]}: {ahead} ahead ({label(b)} minus {label(a)} = {fmt(c['diff'], '+.3g')}{ci}; {c['nb']} vs {c['na']} seeds)"
-    if c['few_seeds']: return s + ': a first look, not evidence.'
-    if c.get('p_holm', c['p']) < 0.05: return s + f": significant (Holm-adjusted Welch p = {fmt(c.get('p_holm', c['p']), '.2g')}, g = {fmt(c['g'], '+.2f')})."
-    return s + f": not significant (Holm-adjusted Welch p = {fmt(c.get('p_holm', c['p']), '.2g')}); no difference detectable at this n."
-
-def _pending(groups:dict, arm:str, K:int) -> str|None:
-    "What is missing for `arm` at K to be weighed: the arm, or its seeds up to MIN_SEEDS; None if complete."
-    rs = groups.get((arm, K), [])
-    if not rs: return f'{label(arm)} K={K} (none yet)'
-    if len(rs) >= MIN_SEEDS: return None
-    missing = [s for s in range(MIN_SEEDS + 5) if s not in _seeds(rs)][:MIN_SEEDS - len(rs)]
-    return f"{label(arm)} K={K} seed(s) {', '.join(map(str, missing))}"
-
-# %% ../nbs/05_analysis.ipynb #9e783131
-def _versus(groups:dict, K:int, base:str, arms:list, keys:list) -> tuple[list, list]:
-    "(bullets: each of `arms` against `base` at K on `keys`, Holm over `arms` per key; what is pending for them)."
-    out = []
-    for key in keys:
-        if (base, K) not in groups: break
-        a = [final(r, key) for r in groups[(base, K)]]
-        cs = {arm: compare(a, [final(r, key) for r in groups[(arm, K)]]) for arm in arms if (arm, K) in groups}
-        for c, ph in zip(cs.values(), holm([math.nan if c['few_seeds'] else c['p'] for c in cs.values()])): c['p_holm'] = float(ph)
-        out += [f'- K={K}, {_hedged(c, key, base, arm)}' for arm, c in cs.items()]
-    return out, [p for arm in [base, *arms] if (p := _pending(groups, arm, K))]
-
-def _frontier_verdict(fr:dict) -> list[str]:
-    "Bullets on how beta shapes utilization, descriptive (one run per beta)."
-    if len(fr) < 2: return ['- pending: the frontier needs at least two constant-beta BA-VQ records' + (f' (have beta={fmt(list(fr)[0], "g")})' if fr else '') + '.']
-    b = np.array(list(fr)); y = {k: np.array([mean_ci([final(r, k) for r in rs])['mean'] for rs in fr.values()]) for k in ('test_perplexity', 'used_codes', 'test_psnr')}
-    at_max = lambda v: b[int(np.nanargmax(v))] if np.isfinite(v).any() else math.nan
-    best = max((v for v in y['test_psnr'] if math.isfinite(v)), default=math.nan)
-    out = [f"- Perplexity goes from {fmt(y['test_perplexity'][0], '.4g')} at beta={fmt(b[0], 'g')} to {fmt(y['test_perplexity'][-1], '.4g')} at beta={fmt(b[-1], 'g')}, "
-           f"codes used from {fmt(y['used_codes'][0], '.0f')} to {fmt(y['used_codes'][-1], '.0f')}; highest perplexity at beta={fmt(at_max(y['test_perplexity']), 'g')}, "
-           f"highest PSNR ({fmt(best, '.2f')} dB) at beta={fmt(at_max(y['test_psnr']), 'g')}."]
-    ok = np.isfinite(y['test_perplexity'])
-    if ok.sum() >= 3 and np.ptp(y['test_perplexity'][ok]) > 0:
-        rho = stats.spearmanr(np.log(b[ok]), y['test_perplexity'][ok]).statistic
-        out.append(f'- Rank correlation of beta and perplexity over the {int(ok.sum())} betas: Spearman rho = {fmt(float(rho), "+.2f")}.')
-    n = max(len(rs) for rs in fr.values())
-    return out + [f'- {n} run(s) per beta, {epochs_label([r for rs in fr.values() for r in rs])} epochs: a description of the curve, not a test.']
-
-# %% ../nbs/05_analysis.ipynb #e4492ca1
-QUESTIONS = ('Does BA-VQ use the codebook better than VQ-EMA?', 'At what cost in PSNR and compute?',
-             'Does BA-VQ beat the fixes (dead-code restart, k-means initialisation) and FSQ?',
-             "Which ingredient matters: the rate term (BA-VQ vs a uniform prior), or balance (vs the balanced assignment)?",
-             "Why do BA-VQ's codes die, and does restart rescue it?", 'How does beta shape utilization?',
-             'Does K=256 tell the same story as K=512?', 'Which method is best on the frontier of quality against bits?')
-BA_FAMILY = ('ba', 'ba_uniform', 'ba_balanced', 'ba_restart')
-
-def _mechanism(groups:dict, K:int=512) -> list[str]:
-    "Bullets: what BA-VQ's dead-code diagnostic says, first and last logged epoch, in words; hedged by how many runs logged it."
-    rows = diagnostic_rows(groups.get(('ba', K), []))
-    if not rows: return [f'- K={K}: pending: no BA-VQ run logged the dead-code diagnostic yet.']
-    (e0, d0), (e1, d1) = list(rows.items())[0], list(rows.items())[-1]
-    n = d1.get('test_dead_codes', 0)
-    if not n: return [f'- K={K}: BA-VQ has no dead code at epoch {e1}.']
-    get = lambda d, k: d.get(f'test_dead_{k}', math.nan)
-    def state(e, d):
-        return (f"epoch {e}: {fmt(d.get('test_dead_codes'), '.0f')} dead, {fmt(get(d, 'duplicates'), '.0f')} duplicates of a live code, "
-                f"{fmt(get(d, 'far'), '.0f')} stranded (median gap to the nearest test vector {fmt(get(d, 'gap_median'), '.2g')} mean distortions)")
-    prior = lambda d: math.isfinite(get(d, 'neg_log_q_median')) and get(d, 'neg_log_q_median') > get(d, 'beta_gap_median')
-    dup, far, live = get(d1, 'duplicates'), get(d1, 'far'), get(d1, 'live_gap_median')
-    if far >= n / 2: why = 'at the end most dead codes are stranded, far from the data (the stranded-code explanation)'
-    elif dup >= n / 2 or (math.isfinite(live) and live < 1e-2): why = 'at the end most dead codes sit on live ones (the merged-duplicates explanation)'
-    else: why = 'at the end neither explanation covers most of them: they lie among the data, near live codes that are always nearer'
-    early = ''
-    if e0 != e1 and get(d0, 'far') < d0.get('test_dead_codes', 0) / 2 and prior(d0):
-        early = (f"; at epoch {e0} they were not stranded but kept out by the prior: their penalty -log Q (median {fmt(get(d0, 'neg_log_q_median'), '.3g')} nats) "
-                 f"exceeded their distance term (median beta x gap {fmt(get(d0, 'beta_gap_median'), '.3g')}), and a code without mass stays where "
-                 'it died while the encoder\'s outputs move away')
-    runs = sum(any('test_dead_duplicates' in m for m in r['metrics']) for r in groups[('ba', K)])
-    return [f'- K={K}, {state(e0, d0)}; {state(e1, d1)}: {why}{early} ({runs} run(s) logged the diagnostic; a description, not a test).']
-
-def _same_story(groups:dict, Ks=(256, 512)) -> list[str]:
-    "Bullets: the sign of BA-VQ minus VQ-EMA in perplexity and PSNR at each K, and whether they agree."
-    d = {K: {k: compare([final(r, k) for r in groups.get(('vqema', K), [])], [final(r, k) for r in groups.get(('ba', K), [])])['diff']
-             for k in ('test_perplexity', 'test_psnr')} for K in Ks}
-    have = [K for K in Ks if all(map(math.isfinite, d[K].values()))]
-    if len(have) < 2: return [f"- pending: BA-VQ and VQ-EMA at both K={' and K='.join(map(str, Ks))} (have {', '.join(f'K={K}' for K in have) or 'neither'})."]
-    sign = lambda x: 'higher' if x > 0 else 'lower' if x < 0 else 'equal'
-    parts = [f"K={K}: BA-VQ's perplexity {sign(d[K]['test_perplexity'])} ({fmt(d[K]['test_perplexity'], '+.3g')}), PSNR {sign(d[K]['test_psnr'])} ({fmt(d[K]['test_psnr'], '+.3g')} dB)" for K in have]
-    same = all(sign(d[have[0]][k]) == sign(d[K][k]) for K in have for k in d[K])
-    return [f"- {'; '.join(parts)}: {'the same direction at both sizes' if same else 'the direction changes with K'} (means; the tests are in question 1 and 2)."]
-
-def operating_points(groups:dict, K:int) -> dict:
-    "{arm: (bits = mean log2 perplexity, mean PSNR, seeds)} at K, every quantizer (not the continuous model)."
-    pts = {}
-    for (arm, k), rs in groups.items():
-        if k != K or arm == 'identity': continue
-        b = [math.log2(p) for r in rs if math.isfinite(p := final(r, 'test_perplexity')) and p > 0]
-        pts[arm] = (float(np.mean(b)) if b else math.nan, mean_ci([final(r, 'test_psnr') for r in rs])['mean'], len(rs))
-    return pts
-
-def pareto(pts:dict) -> list[str]:
-    "The arms of `pts` that no other arm matches or beats on both bits and PSNR (higher is better on both), best PSNR first."
-    ok = {a: p for a, p in pts.items() if math.isfinite(p[0]) and math.isfinite(p[1])}
-    beats = lambda b, a: ok[b][0] >= ok[a][0] and ok[b][1] >= ok[a][1] and ok[b][:2] != ok[a][:2]
-    return sorted([a for a in ok if not any(beats(b, a) for b in ok if b != a)], key=lambda a: -ok[a][1])
-
-def _frontier_of_arms(groups:dict) -> list[str]:
-    "Bullets per K: the arms on the bits-PSNR frontier, the continuous ceiling, and whether a BA variant beats VQ-EMA + restart on both axes."
-    out = []
-    for K in sorted({k for _, k in groups}):
-        pts = operating_points(groups, K)
-        if len(pts) < 2: continue
-        front = pareto(pts)
-        ceil = mean_ci([final(r, 'test_psnr') for r in groups.get(('identity', K), [])])['mean']
-        desc = ', '.join(f"{label(a)} ({fmt(pts[a][0], '.2f')} bits, {fmt(pts[a][1], '.2f')} dB, {pts[a][2]} seed(s))" for a in front)
-        s = f"- K={K}: on the frontier, best PSNR first: {desc}" + (f"; the continuous model's ceiling is {fmt(ceil, '.2f')} dB" if math.isfinite(ceil) else '')
-        if 'vqema_restart' in pts:
-            r = pts['vqema_restart']
-            win = [label(a) for a in BA_FAMILY if a in pts and pts[a][0] > r[0] and pts[a][1] > r[1]]
-            s += f"; {'BA variants ahead of VQ-EMA + restart on both axes: ' + ', '.join(win) if win else 'no BA variant is ahead of VQ-EMA + restart on both axes'}"
-        out.append(s + ' (means over seeds).')
-    return out or ['- pending: no K with two quantizers yet.']
-
-def bench_cost(bench:dict|None) -> list[str]:
-    "Bullets: BA-VQ's training throughput against VQ-EMA's in one benchmark run (`vqba_nb.bench`'s JSON), the fast path and the generic one."
-    if not bench: return []
-    r = bench.get('runs', {})
-    ips = lambda k: r.get(f'project {k}', {}).get('images_per_s', math.nan)
-    out = f"- compute (benchmark, one run, {bench.get('machine', 'machine not recorded')}): VQ-EMA trains {fmt(ips('vqema'), '.0f')} images/s, BA-VQ {fmt(ips('ba'), '.0f')}"
-    out += f" with its closed-form step, so {fmt(ips('vqema') / ips('ba'), '.2f')}x VQ-EMA's time per image"
-    if math.isfinite(ips('ba_generic')): out += f" ({fmt(ips('vqema') / ips('ba_generic'), '.2f')}x by the generic path)"
-    return [out + '.']
-
-def verdict(groups:dict, fr:dict|None=None, bench:dict|None=None) -> str:
-    "The study's questions, answered from the numbers and hedged by the statistics; `bench`: a benchmark's JSON for the cost."
-    Ks = list(dict.fromkeys(K for a, K in groups if a in ('vqema', 'ba'))) or [SEED_K]
-    def ask(base, arms, keys, extra=lambda K: []):
-        res = [(*_versus(groups, K, base, arms, keys), extra(K)) for K in Ks]
-        pend = list(dict.fromkeys(p for _, ps, _ in res for p in ps))
-        return [b for bs, _, ex in res for b in bs + ex] + ([f"- pending: {'; '.join(pend)}."] if pend else [])
-    def compute(K):
-        if bench: return []
-        s = {arm: mean_ci([seconds_per_epoch(r) for r in groups.get((arm, K), [])])['mean'] for arm in ('vqema', 'ba')}
-        if not all(map(math.isfinite, s.values())): return []
-        return [f"- K={K}, compute: BA-VQ takes {fmt(s['ba'] / s['vqema'], '.2f')}x VQ-EMA's wall time per epoch "
-                f"({fmt(s['ba'], '.0f')} vs {fmt(s['vqema'], '.0f')} s, wall times of the runs themselves; see the cost table for the machines)."]
-    answers = [ask('vqema', ['ba'], ['test_perplexity', 'used_codes']), ask('vqema', ['ba'], ['test_psnr'], compute) + bench_cost(bench),
-               ask('ba', ['vqema_restart', 'kmeans', 'fsq'], ['test_perplexity', 'test_psnr']),
-               ask('ba', ['ba_uniform', 'ba_balanced'], ['test_perplexity', 'test_psnr']),
-               _mechanism(groups) + ask('ba', ['ba_restart'], ['used_codes', 'test_psnr']), _frontier_verdict(fr or {}),
-               _same_story(groups), _frontier_of_arms(groups)]
-    parts = []
-    for i, (q, bullets) in enumerate(zip(QUESTIONS, answers), 1): parts += [f'**{i}. {q}**', '', *bullets, '']
-    return '\n'.join(parts).rstrip()

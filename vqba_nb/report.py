@@ -10,7 +10,8 @@ import numpy as np
 from scipy import stats
 from .core import ArgumentParser, UserError, fail
 from .analysis import ARMS, CODEBOOK, label, value, final, find_runs, group_runs, frontier_runs, mean_ci, fmt, epochs_label
-from .analysis import stats_table, comparison_table, reach_table, cost_table, bars_table, frontier_table, diagnostic_table, verdict
+from .analysis import stats_table, comparison_table, reach_table, cost_table, bars_table, frontier_table, diagnostic_table
+from .verdict import verdict
 
 # %% auto #0
 __all__ = ['CURVES', 'band', 'plot_curves', 'plot_operating_points', 'plot_frontier', 'plot_code_usage', 'plot_ba_schedule',
