@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from .metrics import entropy
 from .quantizers import QuantOut, CodebookQuantizer, to_vectors, to_maps, sq_dists
 from .ba_fast import ba_hard_step
+from . import dist
 
 # %% auto #0
 __all__ = ['blahut_arimoto', 'ba_prior', 'sinkhorn_plan', 'plan_codes', 'beta_at', 'BAQuantizer', 'BalancedQuantizer']
@@ -36,7 +37,7 @@ def ba_prior(bd:torch.Tensor, # (N,K) beta * distortions
              iters:int, log_q:torch.Tensor|None=None, q_min:float=1e-10) -> torch.Tensor:
     "log Q after `iters` BA updates, keeping no P: one softmax over (N,K) per update (all the quantizer needs)."
     if log_q is None: log_q = bd.new_full((bd.shape[1],), -math.log(bd.shape[1]))
-    for _ in range(iters): log_q = _floored_log(torch.softmax(log_q - bd, dim=1).mean(0), q_min)
+    for _ in range(iters): log_q = _floored_log(dist.all_mean(torch.softmax(log_q - bd, dim=1)), q_min)   # Q: the mean over the whole batch's rows
     return log_q
 
 # %% ../nbs/02a_ba.ipynb #a97aa65f
@@ -49,18 +50,20 @@ def sinkhorn_plan(cost:torch.Tensor, # (N,K) costs (OptVQ: Euclidean distances)
     M_ik exp(a_i + b_k), M (N,K) the kernel exp(-tau c) with each row's largest entry 1, c the cost z-scored over
     the matrix (and shifted to a minimum of 0, which the row scaling absorbs); a (N,) and b (K,) the log scalings
     after `iters` column and row sweeps."""
-    N, K = cost.shape
-    cost = cost / cost.abs().max().clamp_min(torch.finfo(cost.dtype).tiny)   # the z-score does not see the scale; its squares then cannot overflow
-    flat = cost.reshape(-1)
-    var = (flat @ flat / flat.numel() - flat.mean() ** 2) * flat.numel() / max(flat.numel() - 1, 1)   # one BLAS pass, not torch.std's two
+    N, K = cost.shape   # N: this process's rows; the plan is the whole batch's (dist: maxima and sums over processes)
+    cost = cost / dist.all_max(cost.abs().max()).clamp_min(torch.finfo(cost.dtype).tiny)   # the z-score does not see the scale; its squares then cannot overflow
+    flat, n = cost.reshape(-1), cost.numel() * dist.world_size()
+    flat.sub_(dist.all_sum(flat.sum()) / n)                    # centred in place (our own copy; the row shift below absorbs it): E[c^2] - E[c]^2 would cancel in float32
+    var = dist.all_sum(flat @ flat) / max(n - 1, 1)
     scale = -tau / var.clamp_min(0).sqrt().clamp_min(1e-12)
     rmin = cost.amin(1, keepdim=True)
     m = (cost - rmin).mul_(scale).exp_()                        # (N,K); each row's largest entry is 1; entries below ~1e-45 flush to 0
     a, b = scale * rmin.squeeze(1), cost.new_zeros(K)           # m exp(a) is the kernel exp(-tau c) up to a constant
     tiny = torch.finfo(m.dtype).tiny
     for _ in range(iters):   # each sum a mat-vec, its weights shifted by their maximum so that exp cannot overflow
-        b = -math.log(K) - a.max() - (torch.exp(a - a.max()) @ m).clamp_min(tiny).log()     # columns: mass 1/K each
-        a = -math.log(N) - b.max() - (m @ torch.exp(b - b.max())).clamp_min(tiny).log()     # rows: mass 1/N each
+        amax = dist.all_max(a.max())
+        b = -math.log(K) - amax - dist.all_sum(torch.exp(a - amax) @ m).clamp_min(tiny).log()   # columns: mass 1/K each
+        a = -math.log(n // K) - b.max() - (m @ torch.exp(b - b.max())).clamp_min(tiny).log()    # rows: mass 1/N each (N of the whole batch)
     return m, a, b
 
 def plan_codes(m:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
@@ -125,7 +128,7 @@ class BAQuantizer(CodebookQuantizer):
         if self.dist_norm == 'none': return 1.0
         if self.training:
             with torch.no_grad():
-                m = dmin.mean()                                # the current distortion of hard VQ
+                m = dist.all_mean(dmin)                        # the current distortion of hard VQ (over the whole batch)
                 self.dist_scale.copy_(torch.where(self.dist_scale > 0, self.dist_scale.lerp(m, 1 - self.dist_decay), m))
         return self.dist_scale.clamp_min(1e-12)
 

@@ -8,6 +8,7 @@ import math
 from typing import NamedTuple
 import torch
 import torch.nn.functional as F
+from . import dist
 
 # %% auto #0
 __all__ = ['EXP_FLOOR', 'colsum', 'rowdot', 'ba_kernel', 'ba_prior_linear', 'ScalarWithGrad', 'BAStep', 'ba_hard_step']
@@ -49,8 +50,8 @@ def ba_prior_linear(E:torch.Tensor, # (N,K) kernel exp(-b (d - min_k d)), row ma
                     q_min:float=1e-10, # floor on Q, as `ba_prior`'s
                    ) -> torch.Tensor:
     "Q (K,) after `iters` BA updates Q <- (1 - K q_min) mean_i P_i + q_min with P_ik = Q_k E_ik / sum_j Q_j E_ij."
-    N, K = E.shape
-    for _ in range(iters): q = q * colsum(E, (E @ q).reciprocal_()) * ((1 - K * q_min) / N) + q_min
+    N, K = E.shape   # N: this process's rows; Q is the whole batch's mean (summed over processes)
+    for _ in range(iters): q = q * dist.all_sum(colsum(E, (E @ q).reciprocal_())) * ((1 - K * q_min) / (N * dist.world_size())) + q_min
     return q
 
 # %% ../nbs/02b_ba_fast.ipynb #13d3722b

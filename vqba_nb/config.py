@@ -50,6 +50,7 @@ class TrainCfg:
     on_nonfinite: Literal['stop', 'skip'] = 'stop'  # a NaN/inf loss or gradient stops the run, or skips the batch
     n_samples: int = 16                # test images in the reconstruction grids
     compile: bool = False              # torch.compile the encoder and decoder: +3-4% images/s at one thread, +2-22% at two (2-core CPU); 2-28 s at the first step
+    dist_timeout: int = 300            # torchrun: seconds a process waits for the others before the run stops with a message
 
 @dataclass
 class WandbCfg:
@@ -124,7 +125,7 @@ _RANGES = {   # allowed values, inclusive: beyond these a run cannot work or can
     'data.batch_size': (1, 65536), 'data.eval_batch_size': (1, 65536), 'data.subset': (1, 10**6), 'data.test_subset': (1, 10**6),
     'model.n_hid': (2, 1024), 'model.n_res': (0, 16), 'quantizer.K': (1, 65536), 'quantizer.dim': (1, 4096),
     'optim.lr': (1e-12, 10.), 'optim.weight_decay': (0., 10.), 'optim.beta1': (0., 0.999999), 'optim.beta2': (0., 0.999999),
-    'train.epochs': (1, 100000), 'train.seed': (0, 2**31 - 1), 'train.threads': (1, 256), 'train.ckpt_every': (0, 10**9),
+    'train.epochs': (1, 100000), 'train.seed': (0, 2**31 - 1), 'train.threads': (1, 256), 'train.ckpt_every': (0, 10**9), 'train.dist_timeout': (1, 86400),
     'train.n_samples': (1, 256)}
 
 def _get(obj, key):
@@ -191,7 +192,7 @@ def apply_overrides(d:dict, overrides:list[str]) -> dict:
     return d
 
 # %% ../nbs/04_config.ipynb #2ae5ae31
-SAFE_ON_RESUME = ('train.epochs', 'train.ckpt_every', 'train.n_samples', 'train.threads', 'train.device', 'train.on_nonfinite', 'train.compile', 'wandb.')
+SAFE_ON_RESUME = ('train.epochs', 'train.ckpt_every', 'train.n_samples', 'train.threads', 'train.device', 'train.on_nonfinite', 'train.compile', 'train.dist_timeout', 'wandb.')
 
 def _flat(d:dict, prefix='') -> dict:
     "Nested dict -> {'a.b': value}."

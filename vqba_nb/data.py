@@ -109,9 +109,11 @@ class Batches:
                  bs:int=128, # batch size
                  shuffle:bool=False, augment:bool=False, # reshuffle / augment every epoch
                  seed:int=0, # with the epoch number, fixes all of an epoch's randomness
-                 drop_last:bool=False, device='cpu'):
+                 drop_last:bool=False, device='cpu',
+                 rank:int=0, world:int=1): # multi-process training: yield this process's slice of each batch of `bs`
         self.x = images.to(device)
         self.bs, self.shuffle, self.augment, self.seed, self.drop_last = bs, shuffle, augment, seed, drop_last
+        self.rank, self.world = rank, world
 
     def __len__(self):
         n = len(self.x)
@@ -128,6 +130,7 @@ class Batches:
             flip = (torch.rand(n, generator=g) < 0.5).to(dev)
         for i in range(start, len(self)):
             idx = perm[i * self.bs:(i + 1) * self.bs]
+            if self.world > 1: idx = idx.tensor_split(self.world)[self.rank]   # the same images one process would see, split in rank order
             xb = self.x[idx]
             if self.augment: xb = augment(xb, oy[idx], ox[idx], flip[idx])
             yield to_float(xb)

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .metrics import code_counts, entropy
+from . import dist
 
 # %% auto #0
 __all__ = ['QuantOut', 'to_vectors', 'to_maps', 'sq_dists', 'Quantizer', 'IdentityQuantizer', 'CodebookQuantizer',
@@ -102,11 +103,17 @@ class CodebookQuantizer(Quantizer):
         self.initialized.fill_(True)
 
     def maybe_init(self, v:torch.Tensor):
-        if self.training and not self.initialized: self.init_from(v.detach())
+        "At the first training batch: `init_from` the whole batch's vectors (gathered from every process; computed on rank 0 and broadcast)."
+        if not self.training or self.initialized: return
+        v = dist.all_rows(v.detach())
+        if dist.is_main(): self.init_from(v)
+        dist.broadcast_(self.codebook, self.ema_sum, self.ema_count)
+        self.initialized.fill_(True)
 
     @torch.no_grad()
     def ema_update(self, n:torch.Tensor, m:torch.Tensor):
-        "One EMA step from this batch's per-code counts `n` (K,) and vector sums `m` (K,D); codebook <- smoothed means."
+        "One EMA step from this batch's per-code counts `n` (K,) and vector sums `m` (K,D), summed over processes; codebook <- smoothed means."
+        n, m = dist.all_sum(n, m)
         self.ema_count.lerp_(n, 1 - self.decay); self.ema_sum.lerp_(m, 1 - self.decay)
         N = self.ema_count.sum()
         smoothed = (self.ema_count + self.eps) / (N + self.K * self.eps) * N   # Laplace smoothing
@@ -119,6 +126,7 @@ class CodebookQuantizer(Quantizer):
     @torch.no_grad()
     def restart_dead(self, v:torch.Tensor) -> torch.Tensor:
         "Every `restart_every` steps, codes whose EMA count is below `restart_threshold` move to random rows of `v` (N,D); returns how many moved."
+        v = dist.all_rows(v)                                                 # the whole batch: every process draws the same rows
         g = torch.Generator(); g.set_state(self.restart_rng.cpu())
         pick = torch.randint(len(v), (self.K,), generator=g).to(v.device)   # K draws every step: the RNG stream does not depend on the data
         self.restart_rng.copy_(g.get_state()); self.restart_step += 1

@@ -4,13 +4,14 @@
 
 # %% ../nbs/04b_train.ipynb #e4d0cd72
 from __future__ import annotations
-import argparse, dataclasses, json, math, os, random, re, signal, socket, sys, time, typing
+import argparse, contextlib, dataclasses, json, math, os, random, re, signal, socket, sys, time, typing
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Literal, Optional
 import torch
 import yaml
 from .core import UserError, fail, ArgumentParser
+from . import dist
 from .data import load_cifar10, synthetic_cifar, Batches
 from .metrics import CodeUsage, DeadCodeProbe, psnr_per_image
 from .quantizers import CodebookQuantizer, to_vectors
@@ -63,15 +64,21 @@ class Trainer:
                  data:tuple[torch.Tensor, torch.Tensor]|None=None): # (train, test) uint8 images; default: loaded as cfg.data says
         self.cfg, self.run_dir = cfg, Path(run_dir)
         if cfg.train.threads: torch.set_num_threads(cfg.train.threads)
-        self.device = torch.device(cfg.train.device)
+        self.device = torch.device(dist.setup(cfg.train.device, cfg.train.dist_timeout))   # under torchrun: join its process group
+        W, d = dist.world_size(), cfg.data
+        if d.batch_size % W: raise UserError(f'data.batch_size={d.batch_size} is the global batch and must split evenly over the {W} processes; use a multiple of {W}')
         xtr, xte = data if data is not None else load_data(cfg)
-        d = cfg.data
-        self.train_batches = Batches(xtr, d.batch_size, shuffle=True, augment=d.augment, seed=cfg.train.seed, drop_last=len(xtr) > d.batch_size, device=self.device)
+        self.train_batches = Batches(xtr, d.batch_size, shuffle=True, augment=d.augment, seed=cfg.train.seed, drop_last=len(xtr) > d.batch_size,
+                                     device=self.device, rank=dist.rank(), world=W)
         self.test_batches = Batches(xte, d.eval_batch_size, device=self.device)
         torch.manual_seed(cfg.train.seed)
         self.model = VQVAE(build_quantizer(cfg.quantizer), cfg.model.n_hid, cfg.model.n_res).to(self.device)
         if cfg.train.compile:   # in place, so state_dict keys (and checkpoints) are unchanged; the quantizer's in-place EMA stays eager
             self.model.encoder.compile(); self.model.decoder.compile()
+        self.net = self.model   # what the training step calls: the model, or its DistributedDataParallel wrapper (nanoGPT's model vs raw_model)
+        if W > 1:   # gradients averaged over processes; buffers not broadcast: the quantizers keep their EMA state in sync themselves
+            from torch.nn.parallel import DistributedDataParallel
+            self.net = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == 'cuda' else None, forward_sync_buffers=False)
         o = cfg.optim
         self.opt = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2))
         self.epoch = self.batch = self.step = self.skipped = 0
@@ -94,19 +101,25 @@ class Trainer:
             msg = ' '.join(l.strip() for l in str(e).splitlines() if l.strip())[:600]   # which keys or shapes differ, not only the headline
             raise UserError(f'checkpoint {path} does not match this model/quantizer/optimizer ({type(e).__name__}: {msg})') from None
 
-    def save(self, name='latest.pt'): save_atomic(self.state(), self.run_dir / 'checkpoints' / name)
+    def save(self, name='latest.pt'):
+        "Write a checkpoint (rank 0 only: every process holds the same state)."
+        if dist.is_main(): save_atomic(self.state(), self.run_dir / 'checkpoints' / name)
+
+    def stopping(self) -> bool:
+        "Whether a Ctrl-C or SIGTERM arrived, on this process or any other (then every process stops at the same step)."
+        return dist.any_rank(self.stop_signal is not None, self.device)
 
     def train_step(self, x:torch.Tensor):
         "One optimisation step on batch `x`; returns the loss and quantizer stats (tensors), or None if skipped."
         self.model.quantizer.set_progress(self.step / max(self.total_steps, 1))
         skip = self.cfg.train.on_nonfinite == 'skip'
         if skip: saved = [b.clone() for b in self.model.buffers()]   # the forward pass updates EMA buffers: keep a copy to undo
-        out = self.model(x)
+        out = self.net(x)
         loss = self.model.loss(x, out)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), math.inf)
-        if not bool(torch.isfinite(loss) & torch.isfinite(gnorm)):
+        if dist.any_rank(not bool(torch.isfinite(loss) & torch.isfinite(gnorm)), self.device):   # every process skips or stops together
             if skip:
                 for b, v in zip(self.model.buffers(), saved): b.copy_(v)
                 self.skipped += 1; return None
@@ -132,6 +145,7 @@ def fit(tr:Trainer, logger:Logger, quiet:bool=False) -> dict:
     from tqdm.auto import tqdm
     cfg, record = tr.cfg, {}
     samples = next(iter(tr.test_batches.epoch(0)))[:cfg.train.n_samples]
+    quiet = quiet or not dist.is_main()   # one progress bar, from rank 0
     ckpt_dir = tr.run_dir / 'checkpoints'
     t_start, step_start = time.time(), tr.step     # the whole run's time left, from this session's pace (evaluations included)
     while tr.epoch < cfg.train.epochs:
@@ -149,24 +163,28 @@ def fit(tr:Trainer, logger:Logger, quiet:bool=False) -> dict:
                     left = (time.time() - t_start) / (tr.step - step_start) * (tr.total_steps - tr.step)
                     bar.set_postfix(loss=f"{tr.acc['loss'].item() / tr.acc['n']:.4f}", run_left=f'{int(left // 3600)}h{int(left % 3600 // 60):02d}m')
             bar.update()
-            if tr.stop_signal: tr.save(); raise Interrupted(tr.stop_signal)
+            if tr.stopping(): tr.save(); raise Interrupted(tr.stop_signal or signal.SIGTERM)
             if cfg.train.ckpt_every and tr.step % cfg.train.ckpt_every == 0: tr.save()
         bar.close()
         n = tr.acc.pop('n', 0)
-        record = {'epoch': tr.epoch + 1, 'step': tr.step, **{f'train_{k}': float(v) / max(n, 1) for k, v in tr.acc.items()}}
+        acc = {k: dist.all_sum(v) for k, v in tr.acc.items()}   # the processes' sums of per-step means (once an epoch)
+        record = {'epoch': tr.epoch + 1, 'step': tr.step, **{f'train_{k}': float(v) / max(n * dist.world_size(), 1) for k, v in acc.items()}}
         tr.epoch, tr.batch, tr.acc = tr.epoch + 1, 0, {}
-        ev, counts = evaluate(tr.model, tr.test_batches, cfg.data.batch_size)
-        record.update(ev, skipped_batches=tr.skipped, epoch_time_s=round(time.time() - t0, 2))
-        grid = tr.run_dir / 'samples' / f'epoch_{tr.epoch:03d}.png'
-        _sample_grid(tr.model, samples, grid)
-        logger.log(record, grid, counts)
-        (tr.run_dir / 'code_counts.json').write_text(json.dumps(counts.tolist()))   # last evaluation's code counts
-        best = ev['test_psnr'] > tr.best_psnr
-        tr.best_psnr = max(tr.best_psnr, ev['test_psnr'])
-        if best: tr.save('best.pt')   # before latest.pt: a kill in between redoes the epoch and so rewrites best.pt too
-        tr.save()
-        if not quiet: print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in record.items()), flush=True)
-        if tr.stop_signal: raise Interrupted(tr.stop_signal)
+        dist.check_replicas(tr.model)   # every process must hold the same model, codebooks included
+        if dist.is_main():   # rank 0 evaluates the whole test set alone (collectives off) and writes everything
+            with dist.local():
+                ev, counts = evaluate(tr.model, tr.test_batches, cfg.data.batch_size)
+                record.update(ev, skipped_batches=tr.skipped, epoch_time_s=round(time.time() - t0, 2))
+                grid = tr.run_dir / 'samples' / f'epoch_{tr.epoch:03d}.png'
+                _sample_grid(tr.model, samples, grid)
+            logger.log(record, grid, counts)
+            (tr.run_dir / 'code_counts.json').write_text(json.dumps(counts.tolist()))   # last evaluation's code counts
+            best = ev['test_psnr'] > tr.best_psnr
+            tr.best_psnr = max(tr.best_psnr, ev['test_psnr'])
+            if best: tr.save('best.pt')   # before latest.pt: a kill in between redoes the epoch and so rewrites best.pt too
+            tr.save()
+            if not quiet: print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in record.items()), flush=True)
+        if tr.stopping(): raise Interrupted(tr.stop_signal or signal.SIGTERM)
     return record
 
 # %% ../nbs/04b_train.ipynb #72f94467
@@ -181,9 +199,11 @@ def run(cfg:Config, resume:str|Path|None=None, data:tuple[torch.Tensor, torch.Te
     _check_device(cfg.train.device)
     ck = load_checkpoint(resume) if resume else None
     run_dir = Path(resume).resolve().parent.parent if resume else Path(cfg.out_dir) / cfg.name
-    if not resume and run_dir.exists(): claim_run_folder(run_dir, True)   # fail fast, before loading data
+    main = dist.is_main()   # rank 0 alone owns the run folder (every process reads the same checkpoint)
+    if main and not resume and run_dir.exists(): claim_run_folder(run_dir, True)   # fail fast, before loading data
     tr = Trainer(cfg, run_dir, data)
     if ck: tr.restore(ck, resume)
+    if not main: return _follow(tr, quiet), run_dir
     claim_run_folder(run_dir, fresh=not resume)
     with RunLock(run_dir):
         for f in (run_dir / 'checkpoints').glob('.*.tmp*'): f.unlink()   # left by a kill during a write
@@ -195,12 +215,16 @@ def run(cfg:Config, resume:str|Path|None=None, data:tuple[torch.Tensor, torch.Te
             with open(run_dir / 'resume.log', 'a') as f: f.write(f'{time.strftime("%Y-%m-%d %H:%M:%S")} resumed at epoch {tr.epoch} batch {tr.batch} from {resume}' + ''.join(f'; {c}' for c in changes) + '\n')
         logger = Logger(cfg, run_dir, tr.wandb_id)
         tr.wandb_id = logger.id
-        handlers = {s: signal.signal(s, lambda sig, frame: setattr(tr, 'stop_signal', sig)) for s in (signal.SIGINT, signal.SIGTERM)}
-        try: record = fit(tr, logger, quiet)
-        finally:
-            for s, h in handlers.items(): signal.signal(s, h)
-            logger.finish()
+        try: record = _follow(tr, quiet, logger)
+        finally: logger.finish()
     return record, run_dir
+
+def _follow(tr:Trainer, quiet:bool, logger:Logger|None=None) -> dict:
+    "`fit` with Ctrl-C and SIGTERM turned into a saved stop (`Trainer.stop_signal`)."
+    handlers = {s: signal.signal(s, lambda sig, frame: setattr(tr, 'stop_signal', sig)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try: return fit(tr, logger, quiet)
+    finally:
+        for s, h in handlers.items(): signal.signal(s, h)
 
 # %% ../nbs/04b_train.ipynb #a1f89b6f
 def parse_args(argv:list[str]|None=None # the arguments (default: sys.argv[1:])
@@ -230,7 +254,8 @@ def _main(argv=None):
     if args.resume:
         if args.config: raise UserError('--resume continues a run with its own config; drop --config (use key=value to change safe keys)')
         cfg, changes = resume_config(load_checkpoint(args.resume), cli_overrides(args))
-        for c in changes: print(f'resume: {c}')
+        for c in changes:
+            if dist.is_main(): print(f'resume: {c}')
     else:
         d = cli_overrides(args, read_yaml(args.config) if args.config else {})
         if not d.get('name'): d['name'] = f"{Path(args.config).stem if args.config else 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -239,12 +264,22 @@ def _main(argv=None):
     try: rec, run_dir = run(cfg, args.resume, quiet=args.quiet, changes=changes)
     except Interrupted as e:
         ck = (Path(args.resume).resolve().parent.parent if args.resume else Path(cfg.out_dir) / cfg.name) / 'checkpoints' / 'latest.pt'
-        print(f'\nstopped: checkpoint saved to {ck}\nresume with: python scripts/train.py --resume {ck}', file=sys.stderr)
+        if dist.is_main(): print(f'\nstopped: checkpoint saved to {ck}\nresume with: {_launcher()} scripts/train.py --resume {ck}', file=sys.stderr)
         return 128 + int(e.args[0])
+    except RuntimeError as e:   # another process died or hung: this one stops too, and says where to resume from
+        if not dist.peer_lost(e): raise
+        ck = (Path(args.resume).resolve().parent.parent if args.resume else Path(cfg.out_dir) / cfg.name) / 'checkpoints' / 'latest.pt'
+        where = f'resume from the last checkpoint with: {_launcher()} scripts/train.py --resume {ck}' if ck.is_file() else 'no checkpoint was written yet: start the run again'
+        raise UserError(f'rank {dist.rank()} lost the other processes of this run ({type(e).__name__}: {" ".join(str(e).split())[:200]}); {where}') from None
+    if not dist.is_main(): return 0
     keys = ['test_psnr', 'test_perplexity', 'test_perplexity_batch_avg', 'test_usage_rate', 'test_dead_codes', 'test_loss']
     print(f'done: {cfg.name}, {cfg.train.epochs} epochs in {time.time() - t0:.0f}s; run folder {run_dir}')
     print('  ' + '  '.join(f'{k[5:]}={rec[k]:.4g}' for k in keys if k in rec))
     return 0
+
+def _launcher() -> str:
+    "How this run was started, for the resume hint: python, or torchrun with its process count."
+    return f'torchrun --nproc_per_node {dist.launched()}' if dist.launched() > 1 else 'python'
 
 def main(argv:list[str]|None=None):
     "Entry point of `vqba-train` and scripts/train.py: user errors print one line and exit with status 2."
