@@ -132,3 +132,25 @@ def test_ddp_real_cifar_matches_one_process(tmp_path):
     print('1 process', one['test_psnr'], one['test_perplexity'], '2 processes', two['test_psnr'], two['test_perplexity'])
     assert abs(one['test_psnr'] - two['test_psnr']) < 0.05, (one['test_psnr'], two['test_psnr'])
     assert abs(one['test_perplexity'] - two['test_perplexity']) / one['test_perplexity'] < 0.01, (one['test_perplexity'], two['test_perplexity'])
+
+
+def test_sigterm_on_one_rank_stops_every_rank_with_one_save(tmp_path):
+    "SIGTERM to rank 1 alone: every process stops at the same step, rank 0 saves once and prints the torchrun resume line; the resumed run ends bitwise equal to an uninterrupted one."
+    args = [*TINY20, *ARMS['vqema_restart'], f'data.subset={32 * 200}', 'train.epochs=2', f'out_dir={tmp_path}']
+    p = launch(2, [*args, '--name', 'term'], tmp_path)
+    ref = launch(2, [*args, '--name', 'ref'], tmp_path)
+    t0 = time.time()
+    while not (tmp_path / 'term' / 'metrics.jsonl').is_file() and p.poll() is None and time.time() - t0 < 240: time.sleep(0.1)   # inside fit
+    assert p.poll() is None, p.communicate()[1][-2000:]
+    time.sleep(1)
+    os.kill(workers(p)[1], signal.SIGTERM)
+    code, out, err = finish(p, timeout=120)
+    ck = state(tmp_path / 'term')
+    assert 0 < ck['step'] < 2 * 200, ck['step']
+    assert err.count('stopped: checkpoint saved to') == 1 and 'resume with: torchrun --nproc_per_node 2 scripts/train.py --resume' in err, err[-3000:]
+    assert 'exitcode  : 143' in err or 'exitcode: 143' in err, err[-3000:]   # 128 + SIGTERM, from the ranks themselves
+    assert 'Traceback' not in err.split('stopped: checkpoint saved to')[0][-2000:]
+    train_ok(2, ['--resume', str(tmp_path / 'term'), '--quiet'], tmp_path)
+    assert finish(ref)[0] == 0
+    a, b = state(tmp_path / 'ref'), state(tmp_path / 'term')
+    for k, v in a['model'].items(): assert torch.equal(v, b['model'][k]), k

@@ -6,8 +6,6 @@
 from __future__ import annotations
 import math
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from .metrics import entropy
 from .quantizers import QuantOut, CodebookQuantizer, to_vectors, to_maps, sq_dists
 from .ba_fast import ba_hard_step

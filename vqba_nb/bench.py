@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_bench.ipynb #08d7b2dc
 from __future__ import annotations
-import argparse, json, os, resource, statistics, time, typing
+import argparse, json, os, re, resource, statistics, time, typing
 from pathlib import Path
 import torch
 from .core import UserError, fail, ArgumentParser
@@ -203,6 +203,14 @@ def parse_args(argv:list[str]|None=None) -> argparse.Namespace:
     for k in ('images', 'steps', 'repeats', 'eval_images', 'threads'):
         if getattr(a, k) is not None and getattr(a, k) < 1: raise UserError(f"--{k.replace('_', '-')} must be at least 1, got {getattr(a, k)}")
     if a.warmup < 1: raise UserError(f'--warmup must be at least 1, got {a.warmup}')
+    if a.threads is not None and a.threads > 256: raise UserError(f'--threads must be in 1..256, got {a.threads}')
+    if not re.fullmatch(r'cpu|cuda(:\d+)?|mps', a.device): raise UserError(f'--device must be cpu, cuda, cuda:N or mps; got {a.device!r}')
+    if a.device.startswith('cuda') and not torch.cuda.is_available(): raise UserError(f'--device {a.device}: CUDA is not available here; use --device cpu')
+    if a.device == 'mps' and not torch.backends.mps.is_available(): raise UserError('--device mps: MPS is not available here; use --device cpu')
+    if a.json:   # before minutes of measuring, not after
+        j = Path(a.json)
+        if j.is_dir() or not j.parent.is_dir() or not os.access(j.parent, os.W_OK) or (j.exists() and not os.access(j, os.W_OK)):
+            raise UserError(f'cannot write --json {a.json}: {"it is a folder" if j.is_dir() else "its folder is missing or not writable"}')
     bad = [n for n in a.quantizers.split(',') if n not in BENCH_QUANTIZERS]
     if bad: raise UserError(f"unknown quantizer {bad[0]!r} in --quantizers; choose from {', '.join(BENCH_QUANTIZERS)}")
     return a

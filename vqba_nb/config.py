@@ -111,7 +111,7 @@ def _check_quantizer(q:dict) -> dict:
     "The quantizer section, with keys checked against the chosen class's constructor."
     q = dict(q)
     kind = q.get('type')
-    if kind not in QUANTIZERS: raise UserError(f"config key 'quantizer.type' must be one of {', '.join(QUANTIZERS)}; got {kind!r}")
+    if not isinstance(kind, str) or kind not in QUANTIZERS: raise UserError(f"config key 'quantizer.type' must be one of {', '.join(QUANTIZERS)}; got {kind!r}")
     hints = typing.get_type_hints(QUANTIZERS[kind].__init__)
     hints.pop('return', None)
     for k, v in q.items():
@@ -134,6 +134,7 @@ def _get(obj, key):
 
 def config_from_dict(d:dict) -> Config:
     "A `Config` from a nested dict: unknown keys, wrong types and impossible values raise `UserError`."
+    if d is not None and not isinstance(d, dict): raise UserError(f'a config is a mapping of sections (data, model, quantizer, optim, train, wandb) to their keys; got {type(d).__name__} {d!r:.60}')
     d = dict(d or {})
     quant = d.pop('quantizer', None)
     cfg = _section(Config, d, '')
@@ -163,17 +164,18 @@ def merge_configs(a:dict, b:dict, replace_typed:bool=True) -> dict:
         out[k] = merge_configs(out[k], v, replace_typed) if isinstance(v, dict) and isinstance(out.get(k), dict) and not replace else v
     return out
 
-def read_yaml(path, _seen=()) -> dict:
-    "A config file as a dict, following `inherit:`."
+def read_yaml(path, _seen=(), what:str='config file') -> dict:
+    "A config file (or another YAML file, `what`) as a dict, following `inherit:`."
     path = Path(path)
-    if not path.is_file(): raise UserError(f'config file {path} not found')
-    if path.resolve() in _seen: raise UserError(f'config file {path} inherits itself')
-    try: d = yaml.safe_load(path.read_text()) or {}
+    if not path.is_file(): raise UserError(f'{what} {path} not found')
+    if path.resolve() in _seen: raise UserError(f'{what} {path} inherits itself')
+    try: d = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
+    except UnicodeDecodeError as e: raise UserError(f'{what} {path} is not UTF-8 text (byte {e.start}): is it a YAML file?') from None
     except yaml.YAMLError as e:
         mark = getattr(e, 'problem_mark', None)
         where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark is not None else ''
-        raise UserError(f"config file {path} is not valid YAML{where}: {getattr(e, 'problem', None) or str(e).splitlines()[0]}") from None
-    if not isinstance(d, dict): raise UserError(f'config file {path} must hold a mapping of keys to values')
+        raise UserError(f"{what} {path} is not valid YAML{where}: {getattr(e, 'problem', None) or str(e).splitlines()[0]}") from None
+    if not isinstance(d, dict): raise UserError(f'{what} {path} must hold a mapping of keys to values')
     parent = d.pop('inherit', None)
     if parent is None: return d
     return merge_configs(read_yaml(path.parent / str(parent), (*_seen, path.resolve())), d)

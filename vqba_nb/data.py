@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #034fcdd6
 from __future__ import annotations
-import os, pickle, sys
+import os, pickle
 from pathlib import Path
 import torch
 from .core import UserError

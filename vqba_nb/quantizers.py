@@ -4,7 +4,6 @@
 
 # %% ../nbs/02_quantizers.ipynb #b05b7026
 from __future__ import annotations
-import math
 from dataclasses import dataclass
 import torch
 import torch.nn as nn

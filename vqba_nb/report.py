@@ -4,7 +4,7 @@
 
 # %% ../nbs/05a_report.ipynb #5a000002
 from __future__ import annotations
-import argparse, json, math, sys
+import json, math, sys
 from pathlib import Path
 import numpy as np
 from scipy import stats
@@ -179,6 +179,8 @@ def analyze(src:str|Path, # a run, an experiment or a records folder
     if bench is not None:
         try: b = json.loads(Path(bench).read_text())
         except (OSError, ValueError) as e: raise UserError(f'benchmark file {bench} is not readable JSON ({type(e).__name__}); give another with --bench, or none') from None
+        if not isinstance(b, dict) or not isinstance(b.get('runs', {}), dict) or not all(isinstance(v, dict) for v in b.get('runs', {}).values()):
+            raise UserError(f'benchmark file {bench} is not a benchmark (scripts/bench.py --json writes one: a mapping with runs); give another with --bench, or none')
     out = Path(out_dir or src / 'analysis')
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -203,6 +205,8 @@ def main(argv:list[str]|None=None):
     if 'matplotlib.pyplot' not in sys.modules: __import__('matplotlib').use('Agg')   # files only, no display
     try:
         a = p.parse_args(argv)
+        for flag in ('experiment', 'results', 'root', 'out', 'bench'):
+            if getattr(a, flag) == '': raise UserError(f'--{flag} needs a value (it was given an empty one)')
         if a.results: src = Path(a.results)
         else: src = Path(a.experiment) if Path(a.experiment).is_dir() and not (Path(a.root) / a.experiment).is_dir() else Path(a.root) / a.experiment
         bench = a.bench or max(Path('benchmarks').glob('*.json'), default=None)

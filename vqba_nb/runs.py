@@ -4,7 +4,7 @@
 
 # %% ../nbs/04a_runs.ipynb #4f3fcbc4
 from __future__ import annotations
-import json, os, platform, shutil, socket, subprocess, sys, time
+import json, os, platform, shutil, socket, subprocess, sys, time, warnings
 import vqba_nb
 from dataclasses import asdict
 from pathlib import Path
@@ -49,13 +49,17 @@ def load_checkpoint(path) -> dict:
     "A checkpoint dict, or a UserError saying why the file cannot be one."
     path = Path(path)
     if not path.is_file(): raise UserError(f'checkpoint {path} not found')
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
+    try:
+        with warnings.catch_warnings():   # a plain pickle makes torch warn before it fails: the one line below says it all
+            warnings.simplefilter('ignore'); ck = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
         raise UserError(f'checkpoint {path} is unreadable ({type(e).__name__}): truncated or not a checkpoint. Use another one, e.g. best.pt, or start over.') from None
     if not isinstance(ck, dict) or ck.get('format') != CKPT_FORMAT:
         raise UserError(f'{path} is not a vqba_nb checkpoint')
     missing = [k for k in CKPT_KEYS if k not in ck]
     if missing: raise UserError(f"checkpoint {path} is incomplete (no {', '.join(missing)}); use another one, e.g. best.pt")
+    wrong = [f'{k} is {type(ck[k]).__name__}' for k in ('config', 'model', 'optimizer', 'acc') if not isinstance(ck[k], dict)]
+    if wrong: raise UserError(f"checkpoint {path} is damaged ({', '.join(wrong)}, not a mapping); use another one, e.g. best.pt")
     return ck
 
 # %% ../nbs/04a_runs.ipynb #6b25779f

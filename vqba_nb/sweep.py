@@ -4,13 +4,13 @@
 
 # %% ../nbs/04c_sweep.ipynb #6f3981a6
 from __future__ import annotations
-import argparse, dataclasses, itertools, json, os, shutil, sys, time
+import dataclasses, itertools, json, os, shutil, time
 from pathlib import Path
 import yaml
 from .core import UserError, fail, ArgumentParser
 from .config import Config, merge_configs, apply_overrides, config_from_dict, read_yaml, resume_config
 from .runs import RunLock, load_checkpoint, read_metrics, record_finished, write_record
-from .train import run
+from .train import run, _check_device
 
 # %% auto #0
 __all__ = ['SAME_RUN', 'expand_sweep', 'run_identity', 'run_status', 'run_one', 'sweep_main']
@@ -24,28 +24,35 @@ def _short(key:str, val) -> str:
 
 def _grids(sw:dict, path:Path) -> list[dict]:
     "The sweep file's grids: its `grid`, or each entry of `grids`, checked."
-    entries = sw['grids'] if 'grids' in sw else [{'grid': sw.get('grid') or {}}]
+    entries = sw['grids'] if 'grids' in sw else [{'grid': sw.get('grid')}]
     if not isinstance(entries, list) or not entries: raise UserError(f'sweep file {path}: grids must be a non-empty list')
     for g in entries:
         bad = set(g) - {'grid', 'epochs', 'overrides', 'prefix'} if isinstance(g, dict) else {'(not a mapping)'}
-        if bad: raise UserError(f"sweep file {path}: a grids entry has unknown key(s) {', '.join(sorted(bad))}; use grid, epochs, overrides, prefix")
+        if bad: raise UserError(f"sweep file {path}: a grids entry has unknown key(s) {', '.join(sorted(map(str, bad)))}; use grid, epochs, overrides, prefix")
         grid = g.get('grid')
-        if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
-            raise UserError(f'sweep file {path}: grid must map keys to non-empty lists of values')
+        if not isinstance(grid, dict) or not grid or not all(isinstance(k, str) and isinstance(v, list) and v for k, v in grid.items()):
+            raise UserError(f'sweep file {path}: grid must map config keys (e.g. quantizer.K) to non-empty lists of values')
+        if not all(isinstance(c, str) for c in grid.get('config', [])): raise UserError(f'sweep file {path}: grid values of config must be config file paths')
+        for where in (sw, g):
+            if not isinstance(where.get('overrides') or {}, dict): raise UserError(f'sweep file {path}: overrides must map config keys to values, e.g. overrides: {{data.subset: 1024}}')
+            e = where.get('epochs')
+            if e is not None and (not isinstance(e, int) or isinstance(e, bool) or e < 1): raise UserError(f'sweep file {path}: epochs must be a whole number >= 1, got {e!r}')
     return entries
 
 def expand_sweep(path, epochs:int|None=None) -> list[tuple[str, Config]]:
     "The (name, config) of every run of the sweep file `path`, checked; `epochs` overrides the file's."
     path = Path(path)
     if not path.is_file(): raise UserError(f'sweep file {path} not found (the sweeps are in sweeps/, e.g. sweeps/study.yaml)')
-    sw = read_yaml(path)
+    sw = read_yaml(path, what='sweep file')
     unknown = set(sw) - {'name', 'epochs', 'grid', 'grids', 'overrides', 'config'}
-    if unknown: raise UserError(f"sweep file {path}: unknown key(s) {', '.join(sorted(unknown))}; use name, config, epochs, grid or grids, overrides")
+    if unknown: raise UserError(f"sweep file {path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; use name, config, epochs, grid or grids, overrides")
+    if not isinstance(sw.get('config', ''), str): raise UserError(f'sweep file {path}: config must be a config file path')
+    if epochs is not None and epochs < 1: raise UserError(f'--epochs must be at least 1, got {epochs}')
     if 'grid' in sw and 'grids' in sw: raise UserError(f'sweep file {path}: give grid or grids, not both')
     runs = []
     for g in _grids(sw, path):
         over = [f'{k}={json.dumps(v)}' for k, v in {**(sw.get('overrides') or {}), **(g.get('overrides') or {})}.items()]
-        n_ep = epochs or g.get('epochs') or sw.get('epochs')
+        n_ep = next((e for e in (epochs, g.get('epochs'), sw.get('epochs')) if e is not None), None)
         for combo in itertools.product(*g['grid'].values()):
             vals = dict(zip(g['grid'], combo))
             conf = vals.get('config', sw.get('config'))
@@ -98,7 +105,7 @@ def run_one(cfg:Config, threads:int|None=None, quiet:bool=True, results:str|Path
     if threads: cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
     if status == 'partial':
         ck = d / 'checkpoints' / 'latest.pt'
-        cfg, changes = resume_config(load_checkpoint(ck), {'train': {'epochs': cfg.train.epochs, 'threads': cfg.train.threads}})
+        cfg, changes = resume_config(load_checkpoint(ck), {'train': {'epochs': cfg.train.epochs, 'threads': cfg.train.threads, 'device': cfg.train.device}})
         run(cfg, resume=ck, quiet=quiet, changes=changes)
         return 'resumed' + record()
     if d.exists():   # killed before its first checkpoint: nothing to keep
@@ -128,13 +135,23 @@ def sweep_main(argv:list[str]|None=None):
     p.add_argument('--list', action='store_true', help='print the runs and their status (recorded, done, partial, stale, pending), run nothing')
     p.add_argument('--index', type=int, help='run only run I of the list (e.g. $SLURM_ARRAY_TASK_ID)')
     p.add_argument('--parallel', type=int, default=1, help='worker processes, each with its share of the CPU threads')
+    p.add_argument('--device', help="cpu, cuda, cuda:N or mps for every run (train.device; not part of a run's identity); default: each config's")
     p.add_argument('--threads', type=int, help='CPU threads per run (default: the cores divided among --parallel workers; one run alone: torch decides)')
     p.add_argument('--results', default='results', help="folder of finished runs' records (results/<sweep>/<run>); finished runs are recorded there and skipped")
     p.add_argument('--no-record', action='store_true', help='neither read nor write records: only experiments/ decides what is done')
     try:
         a = p.parse_args(argv)
+        if a.threads is not None and not 1 <= a.threads <= 256: raise UserError(f'--threads must be in 1..256, got {a.threads}')
+        if not a.results: raise UserError('--results needs a folder (default: results)')
         runs = expand_sweep(a.sweep, a.epochs)
+        if a.device is not None:
+            runs = [(n, config_from_dict(merge_configs(dataclasses.asdict(c), {'train': {'device': a.device}}))) for n, c in runs]   # checked as any config
+            _check_device(a.device)
         results = None if a.no_record else a.results
+        if results is not None:
+            if Path(results).exists() and not Path(results).is_dir(): raise UserError(f'--results {results} is a file, not a folder of records')
+            clash = next((c for _, c in runs if (Path(results) / c.name).resolve() == (Path(c.out_dir) / c.name).resolve()), None)
+            if clash: raise UserError(f'--results {results} is the runs\' own folder (out_dir {clash.out_dir}): a record would replace its run folder; use another folder, e.g. results')
         if a.list:
             status = [run_status(c, results) for _, c in runs]
             for i, ((n, c), s) in enumerate(zip(runs, status)): print(f'{i:3d}  {n:44s} {s}')
@@ -144,7 +161,6 @@ def sweep_main(argv:list[str]|None=None):
             if not 0 <= a.index < len(runs): raise UserError(f'--index {a.index} out of range: the sweep has {len(runs)} runs (0..{len(runs) - 1})')
             return _report([_worker((a.index, *runs[a.index], a.threads, results))])
         if a.parallel < 1: raise UserError('--parallel must be at least 1')
-        if a.threads is not None and a.threads < 1: raise UserError('--threads must be at least 1')
         threads = a.threads or (max(1, (os.cpu_count() or 1) // a.parallel) if a.parallel > 1 else None)
         jobs = [(i, n, c, threads, results) for i, (n, c) in enumerate(runs)]
         if a.parallel == 1: _report(map(_worker, jobs))

@@ -4,10 +4,9 @@
 
 # %% ../nbs/04b_train.ipynb #e4d0cd72
 from __future__ import annotations
-import argparse, contextlib, dataclasses, json, math, os, random, re, signal, socket, sys, time, typing
-from dataclasses import dataclass, field, asdict
+import argparse, json, math, signal, sys, time
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal, Optional
 import torch
 import yaml
 from .core import UserError, fail, ArgumentParser
@@ -97,7 +96,7 @@ class Trainer:
             for k in ('epoch', 'batch', 'step', 'skipped', 'best_psnr', 'wandb_id'): setattr(self, k, ck[k])
             self.acc = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in ck['acc'].items()}
             torch.set_rng_state(ck['torch_rng'])
-        except (KeyError, RuntimeError, ValueError) as e:
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
             msg = ' '.join(l.strip() for l in str(e).splitlines() if l.strip())[:600]   # which keys or shapes differ, not only the headline
             raise UserError(f'checkpoint {path} does not match this model/quantizer/optimizer ({type(e).__name__}: {msg})') from None
 
@@ -146,7 +145,6 @@ def fit(tr:Trainer, logger:Logger, quiet:bool=False) -> dict:
     cfg, record = tr.cfg, {}
     samples = next(iter(tr.test_batches.epoch(0)))[:cfg.train.n_samples]
     quiet = quiet or not dist.is_main()   # one progress bar, from rank 0
-    ckpt_dir = tr.run_dir / 'checkpoints'
     t_start, step_start = time.time(), tr.step     # the whole run's time left, from this session's pace (evaluations included)
     while tr.epoch < cfg.train.epochs:
         t0 = time.time()
@@ -250,6 +248,8 @@ def cli_overrides(args:argparse.Namespace, base:dict|None=None) -> dict:
 
 def _main(argv=None):
     args = parse_args(argv)
+    for flag in ('config', 'resume', 'name', 'data_dir', 'device'):
+        if getattr(args, flag) == '': raise UserError(f"--{flag.replace('_', '-')} needs a value (it was given an empty one)")
     if args.resume: args.resume = str(resume_path(args.resume))   # a run folder means its latest checkpoint
     if args.resume:
         if args.config: raise UserError('--resume continues a run with its own config; drop --config (use key=value to change safe keys)')
