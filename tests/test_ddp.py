@@ -118,6 +118,7 @@ def test_killed_rank_stops_the_run(tmp_path):
     assert len(lines) == 1 and 'rank 0 lost the other processes' in lines[0] and 'resume from the last checkpoint with: torchrun --nproc_per_node 2' in lines[0], err[-3000:]
     assert 'exitcode  : 2' in err or 'exitcode: 2' in err, err[-3000:]
     assert ck.is_file() and not list(ck.parent.glob('.*.tmp*'))
+    assert '2 processes (torchrun)' in (tmp_path / 'k' / 'provenance.jsonl').read_text()
     torch.load(ck, map_location='cpu', weights_only=True)   # the last checkpoint is intact
 
 

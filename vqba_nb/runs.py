@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import yaml
 from .core import UserError
+from . import dist
 from .config import Config
 
 # %% auto #0
@@ -187,7 +188,7 @@ def note_provenance(run_dir:Path, cfg:Config, what:str):
     prog = Path(sys.argv[0]).resolve()
     prog = prog.relative_to(Path.cwd()) if prog.is_relative_to(Path.cwd()) else prog.name   # no local paths in records
     line = {'time': time.strftime('%Y-%m-%d %H:%M:%S'), 'what': what, 'command': ' '.join([str(prog), *sys.argv[1:]]),
-            'machine': machine(cfg.train.device), 'code': code_version()}
+            'machine': machine(cfg.train.device) + (f'; {dist.launched()} processes (torchrun)' if dist.launched() > 1 else ''), 'code': code_version()}
     with open(Path(run_dir) / 'provenance.jsonl', 'a') as f: f.write(json.dumps(line) + '\n')
 
 # %% ../nbs/04a_runs.ipynb #e3a848a2
