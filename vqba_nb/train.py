@@ -77,6 +77,8 @@ class Trainer:
         self.net = self.model   # what the training step calls: the model, or its DistributedDataParallel wrapper (nanoGPT's model vs raw_model)
         if W > 1:   # gradients averaged over processes; buffers not broadcast: the quantizers keep their EMA state in sync themselves
             from torch.nn.parallel import DistributedDataParallel
+            import warnings   # 1x1 conv weights: their gradients' strides differ from the bucket's only in size-1 dimensions (same memory layout)
+            warnings.filterwarnings('ignore', message='Grad strides do not match bucket view strides')
             self.net = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == 'cuda' else None, forward_sync_buffers=False)
         o = cfg.optim
         self.opt = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2))
@@ -221,6 +223,9 @@ def _follow(tr:Trainer, quiet:bool, logger:Logger|None=None) -> dict:
     "`fit` with Ctrl-C and SIGTERM turned into a saved stop (`Trainer.stop_signal`)."
     handlers = {s: signal.signal(s, lambda sig, frame: setattr(tr, 'stop_signal', sig)) for s in (signal.SIGINT, signal.SIGTERM)}
     try: return fit(tr, logger, quiet)
+    except RuntimeError as e:   # another process is gone: torchrun's SIGTERM to the rest must not cut this one's message and exit status 2 short
+        if dist.peer_lost(e): handlers[signal.SIGTERM] = signal.SIG_IGN
+        raise
     finally:
         for s, h in handlers.items(): signal.signal(s, h)
 
