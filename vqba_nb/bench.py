@@ -118,7 +118,8 @@ def peak_rss_mb() -> float:
 # %% ../nbs/06_bench.ipynb #c3f9e8b2
 def bench(config:str|None='configs/base.yaml', device:str='cpu', data_dir:str|None=None, n_images:int=5120, warmup:int=3, steps:int=10,
           repeats:int=3, quantizers=('identity', 'vqema', 'ba'), reference:bool=True, eval_images:int=10000, compile:bool=True,
-          threads:int|None=None, log=print) -> dict:
+          threads:int|None=None, bf16:bool|None=None, # time VQ-EMA with train.precision=bf16 too (None: on a GPU only)
+          log=print) -> dict:
     "Run the benchmark; returns the results (see `scripts/bench.py`)."
     if threads: torch.set_num_threads(threads)
     base = read_yaml(config) if config else {}
@@ -127,8 +128,8 @@ def bench(config:str|None='configs/base.yaml', device:str='cpu', data_dir:str|No
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
     xtr, xte, data = bench_data(data_dir, n_images, eval_images)
     size = {k: base.get('quantizer', {}).get(k, v) for k, v in (('K', 512), ('dim', 64))}
-    def cfg_for(q, compile=False):
-        train = {**base.get('train', {}), 'device': device, 'ckpt_every': 0, 'compile': compile, 'threads': threads}
+    def cfg_for(q, compile=False, precision='fp32'):
+        train = {**base.get('train', {}), 'device': device, 'ckpt_every': 0, 'compile': compile, 'threads': threads, 'precision': precision}
         return config_from_dict({**base, 'quantizer': {**q, **size}, 'train': train, 'wandb': {'mode': 'disabled'}})
     vq = cfg_for(qcfgs.get('vqema', {'type': 'vqema'}))
     pipes, trainers = {}, {}
@@ -138,6 +139,9 @@ def bench(config:str|None='configs/base.yaml', device:str='cpu', data_dir:str|No
         step, batches, trainers[n] = project_pipeline(xtr, cfg_for(q), dev)
         pipes[f'project {n}'] = step, batches
     if compile and 'vqema' in qcfgs: pipes['project vqema +compile'] = project_pipeline(xtr, cfg_for(qcfgs['vqema'], True), dev)[:2]
+    if (dev.type == 'cuda' if bf16 is None else bf16) and 'vqema' in qcfgs:
+        pipes['project vqema bf16'] = project_pipeline(xtr, cfg_for(qcfgs['vqema'], precision='bf16'), dev)[:2]
+        if compile: pipes['project vqema bf16+compile'] = project_pipeline(xtr, cfg_for(qcfgs['vqema'], True, 'bf16'), dev)[:2]
     log(f"timing {', '.join(pipes)}: {warmup} warm-up steps each, then {repeats} rounds of {steps} steps")
     rates, first = time_interleaved(pipes, warmup, steps, repeats, sync)
     res = {'machine': machine(device), 'device': device, 'threads': torch.get_num_threads(), 'torch': torch.__version__,
@@ -198,6 +202,7 @@ def parse_args(argv:list[str]|None=None) -> argparse.Namespace:
     p.add_argument('--quantizers', default='identity,vqema,ba', help=f"comma-separated, from: {', '.join(BENCH_QUANTIZERS)} (ba_generic: BA-VQ with fast=False)")
     p.add_argument('--no-reference', action='store_true', help='skip the reference-style pipeline (PIL images through a DataLoader)')
     p.add_argument('--no-compile', action='store_true', help='skip VQ-EMA with train.compile (encoder and decoder compiled at their first step)')
+    p.add_argument('--bf16', choices=('auto', 'on', 'off'), default='auto', help='also time VQ-EMA with train.precision=bf16 (auto: on a GPU only)')
     p.add_argument('--json', metavar='PATH', help='also write the results as JSON to PATH (nothing is written without it)')
     a = p.parse_args(argv)
     for k in ('images', 'steps', 'repeats', 'eval_images', 'threads'):
@@ -221,7 +226,7 @@ def main(argv:list[str]|None=None):
     try:
         a = parse_args(argv)
         res = bench(a.config, a.device, a.data_dir, a.images, a.warmup, a.steps, a.repeats, tuple(a.quantizers.split(',')),
-                    not a.no_reference, a.eval_images, not a.no_compile, a.threads)
+                    not a.no_reference, a.eval_images, not a.no_compile, a.threads, {'auto': None, 'on': True, 'off': False}[a.bf16])
         print('\n' + format_table(res))
         if a.json:
             try: Path(a.json).write_text(json.dumps(res, indent=1) + '\n')

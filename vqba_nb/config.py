@@ -51,6 +51,7 @@ class TrainCfg:
     n_samples: int = 16                # test images in the reconstruction grids
     compile: bool = False              # torch.compile the encoder and decoder: +3-4% images/s at one thread, +2-22% at two (2-core CPU); 2-28 s at the first step
     dist_timeout: int = 300            # torchrun: seconds a process waits for the others before the run stops with a message
+    precision: Literal['fp32', 'bf16'] = 'fp32'  # bf16: autocast for the encoder and decoder, the quantizer in fp32; for GPUs (10x slower on the 2-core CPU)
 
 @dataclass
 class WandbCfg:
@@ -207,7 +208,7 @@ def resume_config(ck:dict, overrides:dict) -> tuple[Config, list[str]]:
     "The checkpoint's config with `overrides` applied; refuses changes outside `SAFE_ON_RESUME`."
     old = ck['config']
     new = asdict(config_from_dict(merge_configs(old, overrides, replace_typed=False)))
-    a, b = _flat(old), _flat(new)
+    a, b = _flat(asdict(config_from_dict(old))), _flat(new)   # keys added since the checkpoint was written take their defaults
     changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     unsafe = [k for k in changed if not k.startswith(SAFE_ON_RESUME)]
     if unsafe: raise UserError(f"resume would change {', '.join(unsafe)} from the checkpoint's config; only {', '.join(SAFE_ON_RESUME)} may change. Start a new run instead")

@@ -15,8 +15,9 @@ __all__ = ['code_counts', 'entropy', 'counts_perplexity', 'perplexity', 'usage_r
 def code_counts(indices:torch.Tensor, # code indices, any shape
                 K:int # codebook size
                ) -> torch.Tensor:
-    "How often each of the `K` codes occurs in `indices`: int64 (K,)."
-    return torch.bincount(indices.reshape(-1), minlength=K)
+    "How often each of the `K` codes occurs in `indices`: int64 (K,). No host sync (bincount reads its maximum back on a GPU)."
+    i = indices.reshape(-1)
+    return torch.zeros(K, dtype=torch.long, device=i.device).index_add_(0, i, torch.ones_like(i, dtype=torch.long))
 
 # %% ../nbs/01_metrics.ipynb #bdf6de2b
 def entropy(counts:torch.Tensor) -> torch.Tensor:

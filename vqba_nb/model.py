@@ -77,8 +77,11 @@ class VQVAE(nn.Module):
 
     def forward(self, x) -> VQVAEOut:
         z_e = self.encoder(x)
-        q = self.quantizer(z_e)
-        return VQVAEOut(self.decoder(q.z_q), q.loss, q.indices, q.stats, z_e)
+        half = z_e.dtype in (torch.bfloat16, torch.float16)   # under autocast (train.precision: bf16)
+        with torch.autocast(x.device.type, enabled=False):   # the quantizer's distances and codebook statistics stay fp32
+            q = self.quantizer(z_e.float() if half else z_e)
+        x_hat = self.decoder(q.z_q)
+        return VQVAEOut(x_hat.float() if half else x_hat, q.loss, q.indices, q.stats, z_e)
 
     def loss(self, x, out:VQVAEOut) -> torch.Tensor:
         "Total training loss for the batch `x` and its forward output."

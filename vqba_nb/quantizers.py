@@ -89,6 +89,8 @@ class CodebookQuantizer(Quantizer):
         self.register_buffer('ema_count', torch.ones(K))
         self.register_buffer('ema_sum', e.clone())
         self.register_buffer('initialized', torch.tensor(init != 'data'))
+        self._init_seen = False   # the host's copy of `initialized` once it is True: no device-to-host read in every step
+        self.register_load_state_dict_post_hook(lambda m, keys: setattr(m, '_init_seen', False))   # a loaded state may be uninitialised
         if restart_threshold:   # the restart RNG and step counter are state: a resumed run restarts the same codes
             self.register_buffer('restart_rng', torch.Generator().manual_seed(seed + 1).get_state())
             self.register_buffer('restart_step', torch.tensor(0))
@@ -103,11 +105,12 @@ class CodebookQuantizer(Quantizer):
 
     def maybe_init(self, v:torch.Tensor):
         "At the first training batch: `init_from` the whole batch's vectors (gathered from every process; computed on rank 0 and broadcast)."
-        if not self.training or self.initialized: return
+        if not self.training or self._init_seen: return
+        if self.initialized: self._init_seen = True; return   # one read, at the first training step (or after a load)
         v = dist.all_rows(v.detach())
         if dist.is_main(): self.init_from(v)
         dist.broadcast_(self.codebook, self.ema_sum, self.ema_count)
-        self.initialized.fill_(True)
+        self.initialized.fill_(True); self._init_seen = True
 
     @torch.no_grad()
     def ema_update(self, n:torch.Tensor, m:torch.Tensor):

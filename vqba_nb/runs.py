@@ -15,9 +15,32 @@ from . import dist
 from .config import Config
 
 # %% auto #0
-__all__ = ['CKPT_FORMAT', 'CKPT_KEYS', 'RECORD_FILES', 'save_atomic', 'resume_path', 'load_checkpoint', 'wandb_mode', 'Logger',
-           'parse_metrics', 'read_metrics', 'RunLock', 'claim_run_folder', 'write_atomic', 'machine', 'code_version',
-           'note_provenance', 'record_epochs', 'write_record', 'record_finished']
+__all__ = ['CKPT_FORMAT', 'CKPT_KEYS', 'RECORD_FILES', 'RunDir', 'save_atomic', 'resume_path', 'load_checkpoint', 'wandb_mode',
+           'Logger', 'parse_metrics', 'read_metrics', 'RunLock', 'claim_run_folder', 'write_atomic', 'machine',
+           'code_version', 'note_provenance', 'record_epochs', 'write_record', 'record_finished']
+
+# %% ../nbs/04a_runs.ipynb #ba9371c8
+class RunDir:
+    "A run's folder and the paths in it; `writer`: whether this process writes them (rank 0)."
+    def __init__(self, root): self.root = Path(root)
+
+    @classmethod
+    def of(cls, cfg:Config, resume=None) -> RunDir:
+        "The folder of run `cfg`: out_dir/name, or for a resumed run the one holding the checkpoint `resume`."
+        return cls(Path(resume).resolve().parent.parent if resume else Path(cfg.out_dir) / cfg.name)
+
+    def __fspath__(self): return str(self.root)
+    __str__ = __fspath__   # in messages: the folder's path
+    def __truediv__(self, name): return self.root / name
+    def __repr__(self): return f'RunDir({str(self.root)!r})'
+
+    def checkpoint(self, name:str='latest.pt') -> Path: return self.root / 'checkpoints' / name
+    @property
+    def latest(self) -> Path: return self.checkpoint('latest.pt')
+    def sample(self, epoch:int) -> Path: return self.root / 'samples' / f'epoch_{epoch:03d}.png'
+    @property
+    def writer(self) -> bool: return dist.is_main()
+    def claim(self, fresh:bool): claim_run_folder(self.root, fresh)
 
 # %% ../nbs/04a_runs.ipynb #0bbff3b4
 CKPT_FORMAT = 'vqba_nb-checkpoint-v1'
@@ -42,7 +65,7 @@ def resume_path(path) -> Path:
     "The checkpoint to resume from `path`: a checkpoint file, a run folder (its checkpoints/latest.pt) or its checkpoints/ folder."
     path = Path(path)
     if not path.is_dir(): return path
-    for ck in (path / 'checkpoints' / 'latest.pt', path / 'latest.pt'):
+    for ck in (RunDir(path).latest, path / 'latest.pt'):
         if ck.is_file(): return ck
     raise UserError(f'{path} is a folder without a checkpoints/latest.pt to resume from; give a checkpoint file (e.g. {path}/checkpoints/best.pt) or start the run again')
 
@@ -150,7 +173,7 @@ class RunLock:
 # %% ../nbs/04a_runs.ipynb #bab118ac
 def claim_run_folder(run_dir:Path, fresh:bool):
     "Create the run folder (atomically, for a fresh run: of two runs with one name, the second fails here)."
-    ck = run_dir / 'checkpoints' / 'latest.pt'
+    ck = RunDir(run_dir).latest
     try:
         if fresh: run_dir.mkdir(parents=True)
         (run_dir / 'checkpoints').mkdir(exist_ok=True)

@@ -4,16 +4,17 @@
 
 # %% ../nbs/04c_sweep.ipynb #6f3981a6
 from __future__ import annotations
-import dataclasses, itertools, json, os, shutil, time
+import dataclasses, itertools, json, math, os, shutil, time
 from pathlib import Path
 import yaml
 from .core import UserError, fail, ArgumentParser
 from .config import Config, merge_configs, apply_overrides, config_from_dict, read_yaml, resume_config
-from .runs import RunLock, load_checkpoint, read_metrics, record_finished, write_record
+from .runs import RunDir, RunLock, load_checkpoint, read_metrics, record_finished, write_record
 from .train import run, _check_device
 
 # %% auto #0
-__all__ = ['SAME_RUN', 'expand_sweep', 'run_identity', 'run_status', 'run_one', 'sweep_main']
+__all__ = ['SAME_RUN', 'expand_sweep', 'run_identity', 'run_status', 'run_one', 'sweep_main', 'choose_parallel', 'probe_epoch',
+           'tier_main']
 
 # %% ../nbs/04c_sweep.ipynb #a9ef27f2
 def _short(key:str, val) -> str:
@@ -65,11 +66,12 @@ def expand_sweep(path, epochs:int|None=None) -> list[tuple[str, Config]]:
     if len(set(names)) != len(names): raise UserError(f'sweep file {path}: two runs get the same name; make the grid values distinct')
     return runs
 
-SAME_RUN = {'data': ('synthetic', 'subset', 'test_subset', 'batch_size', 'augment'), 'train': ('seed', 'on_nonfinite')}
+SAME_RUN = {'data': ('synthetic', 'subset', 'test_subset', 'batch_size', 'augment'), 'train': ('seed', 'on_nonfinite', 'precision')}
+_DEFAULTS = dataclasses.asdict(Config())   # a key missing from an older record (train.precision) means its default
 
 def run_identity(cfg:dict) -> dict:
     "What makes two runs the same computation: the quantizer, model and optimiser sections whole, the data and training protocol; not the epochs, where it ran, with how many threads, or how it logged."
-    return {k: cfg.get(k) if k not in SAME_RUN else {f: (cfg.get(k) or {}).get(f) for f in SAME_RUN[k]} for k in ('quantizer', 'model', 'optim', *SAME_RUN)}
+    return {k: cfg.get(k) if k not in SAME_RUN else {f: (cfg.get(k) or {}).get(f, _DEFAULTS[k][f]) for f in SAME_RUN[k]} for k in ('quantizer', 'model', 'optim', *SAME_RUN)}
 
 def _config_of(folder:Path) -> dict|None:
     try: return yaml.safe_load((folder / 'config.yaml').read_text())
@@ -84,11 +86,11 @@ def run_status(cfg:Config, results:str|Path|None='results') -> str:
     if rec is not None and record_finished(rec):
         if run_identity(_config_of(rec) or {}) != me: other = True
         elif record_finished(rec, cfg.train.epochs): return 'recorded'
-    d = Path(cfg.out_dir) / cfg.name
+    d = RunDir.of(cfg)
     if (d / 'config.yaml').is_file() and run_identity(_config_of(d) or {}) != me: return 'stale'
     recs = read_metrics(d)
     if recs and recs[-1].get('epoch', 0) >= cfg.train.epochs: return 'done'
-    if (d / 'checkpoints' / 'latest.pt').is_file(): return 'partial'
+    if d.latest.is_file(): return 'partial'
     return 'stale' if other else 'pending'
 
 
@@ -97,22 +99,29 @@ def run_one(cfg:Config, threads:int|None=None, quiet:bool=True, results:str|Path
     "Run, resume, record or skip one sweep run according to its status (a stale record is replaced by a new run); returns what was done."
     status = run_status(cfg, results)
     if status == 'recorded': return 'skipped (recorded)'
-    d = Path(cfg.out_dir) / cfg.name
+    d = RunDir.of(cfg)
     if status == 'stale' and (d / 'config.yaml').is_file() and run_identity(_config_of(d) or {}) != run_identity(dataclasses.asdict(cfg)):
         raise UserError(f'{d} holds a run of a different config (an older version of this arm); move it away (mv {d} {d}.old) and run the sweep again')
     record = lambda: f'; recorded in {write_record(d, Path(results) / cfg.name)}' if results is not None else ''
     if status == 'done': return 'skipped (done)' + record()
     if threads: cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
     if status == 'partial':
-        ck = d / 'checkpoints' / 'latest.pt'
-        cfg, changes = resume_config(load_checkpoint(ck), {'train': {'epochs': cfg.train.epochs, 'threads': cfg.train.threads, 'device': cfg.train.device}})
-        run(cfg, resume=ck, quiet=quiet, changes=changes)
+        ck = load_checkpoint(d.latest)
+        cfg, changes = resume_config(ck, {'train': {'epochs': cfg.train.epochs, 'threads': cfg.train.threads, 'device': cfg.train.device}})
+        run(cfg, resume=d.latest, quiet=quiet, changes=changes, checkpoint=ck)
         return 'resumed' + record()
-    if d.exists():   # killed before its first checkpoint: nothing to keep
+    if d.root.exists():   # killed before its first checkpoint: nothing to keep
         with RunLock(d): pass   # refuses if another process owns it
         shutil.rmtree(d)
     run(cfg, quiet=quiet)
     return 'ran' + record()
+
+def _on_device(runs:list, device:str|None) -> list:
+    "The (name, config) `runs` with train.device set to `device` (checked as any config; not part of a run's identity)."
+    if device is None: return runs
+    runs = [(n, config_from_dict(merge_configs(dataclasses.asdict(c), {'train': {'device': device}}))) for n, c in runs]
+    _check_device(device)
+    return runs
 
 def _worker(args):
     i, name, cfg, threads, results = args
@@ -144,13 +153,11 @@ def sweep_main(argv:list[str]|None=None):
         if a.threads is not None and not 1 <= a.threads <= 256: raise UserError(f'--threads must be in 1..256, got {a.threads}')
         if not a.results: raise UserError('--results needs a folder (default: results)')
         runs = expand_sweep(a.sweep, a.epochs)
-        if a.device is not None:
-            runs = [(n, config_from_dict(merge_configs(dataclasses.asdict(c), {'train': {'device': a.device}}))) for n, c in runs]   # checked as any config
-            _check_device(a.device)
+        runs = _on_device(runs, a.device)
         results = None if a.no_record else a.results
         if results is not None:
             if Path(results).exists() and not Path(results).is_dir(): raise UserError(f'--results {results} is a file, not a folder of records')
-            clash = next((c for _, c in runs if (Path(results) / c.name).resolve() == (Path(c.out_dir) / c.name).resolve()), None)
+            clash = next((c for _, c in runs if (Path(results) / c.name).resolve() == RunDir.of(c).root.resolve()), None)
             if clash: raise UserError(f'--results {results} is the runs\' own folder (out_dir {clash.out_dir}): a record would replace its run folder; use another folder, e.g. results')
         if a.list:
             status = [run_status(c, results) for _, c in runs]
@@ -167,4 +174,75 @@ def sweep_main(argv:list[str]|None=None):
         else:
             import concurrent.futures as cf, multiprocessing as mp
             with cf.ProcessPoolExecutor(a.parallel, mp_context=mp.get_context('spawn')) as ex: _report(ex.map(_worker, jobs))
+    except UserError as e: fail(e)
+
+# %% ../nbs/04c_sweep.ipynb #2e0e42f4
+def choose_parallel(epoch_s:float, # one epoch of one run alone on the device, seconds
+                    peak_mb:float, # that run's peak memory, MB
+                    epochs:int, # the pending runs' epochs, summed
+                    budget_s:float, # the time the tier may take
+                    free_mb:float|None=None, # the device's free memory (None: not a limit, as on a CPU)
+                    cpus:int=1, max_parallel:int=16) -> tuple[int, dict]:
+    "How many runs share the device so that the pending epochs fit the budget, and the numbers behind the choice."
+    serial_s = epochs * epoch_s
+    need = max(1, math.ceil(1.5 * serial_s / budget_s))               # 1.5: sharing a device never scales perfectly
+    caps = {'memory': math.floor(free_mb / (1.2 * peak_mb)) if free_mb else max_parallel, 'cpus': cpus, 'max': max_parallel}
+    p = max(1, min(need, *caps.values()))
+    return p, {'serial_s': serial_s, 'needed': need, **{f'cap_{k}': v for k, v in caps.items()}, 'ideal_s': serial_s / p,
+               'fits': 1.5 * serial_s / p <= budget_s}
+
+# %% ../nbs/04c_sweep.ipynb #ac4f98f7
+def probe_epoch(cfg:Config) -> tuple[float, float]:
+    "Seconds and peak memory (MB: the GPU's on CUDA, else the process's) of one epoch of `cfg` alone, in a throwaway run folder."
+    import tempfile, torch
+    from vqba_nb.bench import peak_rss_mb
+    dev = torch.device(cfg.train.device)
+    if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev)
+    with tempfile.TemporaryDirectory() as t:
+        probe = config_from_dict(merge_configs(dataclasses.asdict(cfg), {'name': 'probe', 'out_dir': t, 'train': {'epochs': 1, 'ckpt_every': 0}, 'wandb': {'mode': 'disabled'}}))
+        t0 = time.time(); run(probe, quiet=True); secs = time.time() - t0
+    return secs, (torch.cuda.max_memory_allocated(dev) / 2 ** 20 + 500 if dev.type == 'cuda' else peak_rss_mb())   # + a CUDA context's ~500 MB
+
+def _tier_worker(args):
+    "`_worker`, unless the budget's deadline has passed: then the run is left for the next invocation."
+    *job, deadline = args
+    if time.time() > deadline: return f'[{job[0]}] {job[1]}: not started (the time budget is spent)'
+    return _worker(tuple(job))
+
+def tier_main(argv:list[str]|None=None):
+    "Entry point of scripts/full_tier.py: measure one epoch, choose the parallelism, run the pending runs of the sweep on one device."
+    import concurrent.futures as cf, multiprocessing as mp, torch
+    p = ArgumentParser(prog='full_tier', description='Run a sweep (default sweeps/full.yaml) on one device, several runs sharing it, within a time budget.')
+    p.add_argument('--sweep', default='sweeps/full.yaml', help='sweep YAML file (default: sweeps/full.yaml)')
+    p.add_argument('--device', help='cuda, cuda:N or cpu (default: cuda where it is available, else cpu)')
+    p.add_argument('--budget-s', type=float, default=600., help='seconds the tier may take: the parallelism is chosen to fit, and no run starts after it (default 600)')
+    p.add_argument('--max-parallel', type=int, default=16, help='most runs sharing the device (default 16)')
+    p.add_argument('--epochs', type=int, help="override every run's epochs (for a dry run)")
+    p.add_argument('--results', default='results', help='folder of records (default results: results/<sweep name>/<run>)')
+    p.add_argument('--plan-only', action='store_true', help='measure one epoch and print the plan; run nothing')
+    try:
+        a = p.parse_args(argv)
+        if not a.budget_s > 0: raise UserError(f'--budget-s must be > 0, got {a.budget_s}')
+        if a.max_parallel < 1: raise UserError(f'--max-parallel must be at least 1, got {a.max_parallel}')
+        device = a.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+        _check_device(device)
+        runs = _on_device(expand_sweep(a.sweep, a.epochs), device)
+        pending = [(i, n, c) for i, (n, c) in enumerate(runs) if run_status(c, a.results) != 'recorded']
+        print(f'{a.sweep}: {len(runs)} runs, {len(runs) - len(pending)} recorded, {len(pending)} to run on {device}', flush=True)
+        if not pending: return
+        t_start = time.time()
+        epoch_s, peak_mb = probe_epoch(pending[0][2])
+        free_mb = torch.cuda.mem_get_info(torch.device(device))[0] / 2 ** 20 if device.startswith('cuda') else None
+        par, why = choose_parallel(epoch_s, peak_mb, sum(c.train.epochs for *_, c in pending), a.budget_s, free_mb, os.cpu_count() or 1, a.max_parallel)
+        print(f'probe: 1 epoch of {pending[0][1]} alone took {epoch_s:.1f}s, peak memory {peak_mb:.0f} MB', flush=True)
+        print(f"plan: {par} run(s) at a time (needed {why['needed']} for the {why['serial_s']:.0f}s of pending epochs to fit {a.budget_s:.0f}s with a 1.5x allowance; "
+              f"caps: memory {why['cap_memory']}, cpus {why['cap_cpus']}, max {why['cap_max']}); "
+              + ('expected to fit' if why['fits'] else f"does not fit: at best ~{why['ideal_s']:.0f}s; runs not started by then are left for the next invocation"), flush=True)
+        if a.plan_only: return
+        threads = max(1, (os.cpu_count() or 1) // par)
+        jobs = [(i, n, c, threads, a.results, t_start + a.budget_s) for i, n, c in pending]
+        with cf.ProcessPoolExecutor(par, mp_context=mp.get_context('spawn')) as ex: lines = list(ex.map(_tier_worker, jobs))
+        left = sum('not started' in l for l in lines)
+        try: _report(lines)
+        finally: print(f'tier: {time.time() - t_start:.0f}s' + (f'; {left} run(s) not started: run the same command again to continue' if left else ''), flush=True)
     except UserError as e: fail(e)

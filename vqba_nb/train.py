@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 import torch
 import yaml
+from fastcore.basics import patch
 from .core import UserError, fail, ArgumentParser
 from . import dist
 from .data import load_cifar10, synthetic_cifar, Batches
@@ -17,10 +18,10 @@ from .quantizers import CodebookQuantizer, to_vectors
 from .model import build_quantizer
 from .model import VQVAE, recon_loss, param_groups
 from .config import Config, config_from_dict, read_yaml, apply_overrides, resume_config
-from .runs import CKPT_FORMAT, Logger, RunLock, save_atomic, load_checkpoint, resume_path, read_metrics, note_provenance, claim_run_folder, write_atomic
+from .runs import CKPT_FORMAT, Logger, RunDir, RunLock, save_atomic, load_checkpoint, resume_path, read_metrics, note_provenance, write_atomic
 
 # %% auto #0
-__all__ = ['evaluate', 'Interrupted', 'load_data', 'Trainer', 'fit', 'run', 'parse_args', 'cli_overrides', 'main']
+__all__ = ['evaluate', 'Interrupted', 'load_data', 'Trainer', 'run', 'parse_args', 'cli_overrides', 'main']
 
 # %% ../nbs/04b_train.ipynb #4c1370bd
 @torch.inference_mode()
@@ -47,7 +48,7 @@ def evaluate(model:VQVAE, batches:Batches, batch_images:int=128) -> tuple[dict, 
 
 # %% ../nbs/04b_train.ipynb #e4ab2d1f
 class Interrupted(Exception):
-    "Raised by `fit` after Ctrl-C or SIGTERM: the checkpoint is saved, the run can be resumed."
+    "Raised by `Trainer.fit` after Ctrl-C or SIGTERM: the checkpoint is saved, the run can be resumed."
     def __init__(self, sig:int): super().__init__(sig)   # the signal number
 
 def load_data(cfg:Config):
@@ -59,13 +60,14 @@ def load_data(cfg:Config):
 # %% ../nbs/04b_train.ipynb #9be61143
 class Trainer:
     "A run: model, optimiser, data and position (epoch, batch, step), with checkpoint save and restore."
-    def __init__(self, cfg:Config, run_dir:Path,
+    def __init__(self, cfg:Config, run_dir:Path|RunDir,
                  data:tuple[torch.Tensor, torch.Tensor]|None=None): # (train, test) uint8 images; default: loaded as cfg.data says
-        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.cfg, self.run_dir = cfg, run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         if cfg.train.threads: torch.set_num_threads(cfg.train.threads)
         self.device = torch.device(dist.setup(cfg.train.device, cfg.train.dist_timeout))   # under torchrun: join its process group
         W, d = dist.world_size(), cfg.data
         if d.batch_size % W: raise UserError(f'data.batch_size={d.batch_size} is the global batch and must split evenly over the {W} processes; use a multiple of {W}')
+        if cfg.train.precision == 'bf16' and self.device.type == 'mps': raise UserError("train.precision=bf16 is for CUDA GPUs and CPUs; use train.precision=fp32 on mps")
         xtr, xte = data if data is not None else load_data(cfg)
         self.train_batches = Batches(xtr, d.batch_size, shuffle=True, augment=d.augment, seed=cfg.train.seed, drop_last=len(xtr) > d.batch_size,
                                      device=self.device, rank=dist.rank(), world=W)
@@ -86,6 +88,9 @@ class Trainer:
         self.best_psnr, self.wandb_id, self.acc = -math.inf, None, {}
         self.total_steps = cfg.train.epochs * len(self.train_batches)
         self.stop_signal = None
+        self.sync_every = 1 if self.device.type == 'cpu' else 50   # steps between the host's looks at the flags: free on a CPU, a stall on a GPU
+        self.first_bad = torch.full((2,), -1, dtype=torch.long, device=self.device)   # (step, whether the loss) of the first non-finite step; -1: none
+        self._step_t, self.last_stats = torch.zeros((), dtype=torch.long, device=self.device), {}   # the step count on the device (set by `Trainer.fit`)
 
     def state(self) -> dict:
         return {'format': CKPT_FORMAT, 'config': asdict(self.cfg), 'model': self.model.state_dict(), 'optimizer': self.opt.state_dict(),
@@ -103,34 +108,46 @@ class Trainer:
             raise UserError(f'checkpoint {path} does not match this model/quantizer/optimizer ({type(e).__name__}: {msg})') from None
 
     def save(self, name='latest.pt'):
-        "Write a checkpoint (rank 0 only: every process holds the same state)."
-        if dist.is_main(): save_atomic(self.state(), self.run_dir / 'checkpoints' / name)
-
-    def stopping(self) -> bool:
-        "Whether a Ctrl-C or SIGTERM arrived, on this process or any other (then every process stops at the same step)."
-        return dist.any_rank(self.stop_signal is not None, self.device)
+        "Write a checkpoint (rank 0 only: every process holds the same state), after `poll` has made sure the state is finite."
+        if self.run_dir.writer: save_atomic(self.state(), self.run_dir.checkpoint(name))
 
     def train_step(self, x:torch.Tensor):
-        "One optimisation step on batch `x`; returns the loss and quantizer stats (tensors), or None if skipped."
+        "One optimisation step on batch `x`; returns the loss and quantizer stats (tensors), or None if skipped. Reads nothing back to the host (but with on_nonfinite=skip)."
         self.model.quantizer.set_progress(self.step / max(self.total_steps, 1))
         skip = self.cfg.train.on_nonfinite == 'skip'
         if skip: saved = [b.clone() for b in self.model.buffers()]   # the forward pass updates EMA buffers: keep a copy to undo
-        out = self.net(x)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.train.precision == 'bf16'):
+            out = self.net(x)
         loss = self.model.loss(x, out)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), math.inf)
-        if dist.any_rank(not bool(torch.isfinite(loss) & torch.isfinite(gnorm)), self.device):   # every process skips or stops together
-            if skip:
-                for b, v in zip(self.model.buffers(), saved): b.copy_(v)
-                self.skipped += 1; return None
-            stats = ', '.join(f'{k}={v.item():.4g}' for k, v in out.stats.items())
-            ck = self.run_dir / 'checkpoints' / 'latest.pt'
-            last = f'The last good checkpoint {ck} is untouched' if ck.is_file() else 'No checkpoint was written yet'
-            raise UserError(f'non-finite {"loss" if not torch.isfinite(loss) else "gradient"} at step {self.step + 1} (epoch {self.epoch + 1}, batch {self.batch + 1}); '
-                            f'quantizer stats: {stats or "none"}. {last}; lower optim.lr or set train.on_nonfinite=skip')
+        bad = ~(torch.isfinite(loss) & torch.isfinite(gnorm))
+        if skip and dist.any_rank(bool(bad), self.device):   # every process skips together; the one read per step that skip costs
+            for b, v in zip(self.model.buffers(), saved): b.copy_(v)
+            self.skipped += 1; return None
+        if not skip:   # remembered on the device (the step number too); `poll` stops the run before anything is saved
+            self._step_t += 1
+            first = torch.stack([self._step_t, (~torch.isfinite(loss)).long()])
+            self.first_bad.copy_(torch.where(bad & (self.first_bad[0] < 0), first, self.first_bad))
+        self.last_stats = out.stats
         self.opt.step()
         return loss.detach(), out.stats
+
+    def poll(self) -> bool:
+        "The host's look at the run, every `sync_every` steps and before every save: raises on a non-finite step; returns whether a Ctrl-C or SIGTERM arrived on any process (one all-reduce for both)."
+        flags = torch.stack([torch.tensor(float(self.stop_signal is not None), device=self.device), (self.first_bad[0] >= 0).float()])
+        stop, bad = dist.all_max(flags).tolist()
+        if bad:
+            step, in_loss = self.first_bad.tolist()
+            L = len(self.train_batches)
+            where = f'at step {step} (epoch {(step - 1) // L + 1}, batch {(step - 1) % L + 1})' if step > 0 else 'on another process'
+            stats = ', '.join(f'{k}={v.item():.4g}' for k, v in self.last_stats.items())
+            ck = self.run_dir.latest
+            last = f'The last good checkpoint {ck} is untouched' if ck.is_file() else 'No checkpoint was written yet'
+            raise UserError(f'non-finite {"loss" if in_loss else "gradient"} {where}; quantizer stats at step {self.step}: {stats or "none"}. '
+                            f'{last}; lower optim.lr or set train.on_nonfinite=skip')
+        return bool(stop)
 
 # %% ../nbs/04b_train.ipynb #d82b2484
 def _sample_grid(model, x, path:Path):
@@ -141,50 +158,53 @@ def _sample_grid(model, x, path:Path):
     path.parent.mkdir(exist_ok=True)
     save_image(torch.cat([x, x_hat]).add(0.5).clamp(0, 1).cpu(), path, nrow=len(x))
 
-def fit(tr:Trainer, logger:Logger, quiet:bool=False) -> dict:
-    "Train from `tr`'s position to `cfg.train.epochs`; returns the last epoch's record."
+@patch
+def fit(self:Trainer, logger:Logger|None=None, quiet:bool=False) -> dict:
+    "Train from the current position to `cfg.train.epochs`, rank 0 writing through `logger`; returns the last epoch's record."
     from tqdm.auto import tqdm
-    cfg, record = tr.cfg, {}
-    samples = next(iter(tr.test_batches.epoch(0)))[:cfg.train.n_samples]
-    quiet = quiet or not dist.is_main()   # one progress bar, from rank 0
-    t_start, step_start = time.time(), tr.step     # the whole run's time left, from this session's pace (evaluations included)
-    while tr.epoch < cfg.train.epochs:
+    cfg, record, rd = self.cfg, {}, self.run_dir
+    samples = next(iter(self.test_batches.epoch(0)))[:cfg.train.n_samples]
+    quiet = quiet or not rd.writer   # one progress bar, from rank 0
+    t_start, step_start = time.time(), self.step     # the whole run's time left, from this session's pace (evaluations included)
+    self._step_t.fill_(self.step)
+    while self.epoch < cfg.train.epochs:
         t0 = time.time()
-        bar = tqdm(total=len(tr.train_batches), initial=tr.batch, desc=f'epoch {tr.epoch + 1}/{cfg.train.epochs}', disable=quiet, leave=False,
+        bar = tqdm(total=len(self.train_batches), initial=self.batch, desc=f'epoch {self.epoch + 1}/{cfg.train.epochs}', disable=quiet, leave=False,
                    dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 60)   # a log file gets a line a minute
-        for x in tr.train_batches.epoch(tr.epoch, start=tr.batch):
-            res = tr.train_step(x)
-            tr.step += 1; tr.batch += 1
+        for x in self.train_batches.epoch(self.epoch, start=self.batch):
+            res = self.train_step(x)
+            self.step += 1; self.batch += 1
             if res is not None:
-                loss, stats = res
-                for k, v in {'loss': loss, **stats}.items(): tr.acc[k] = tr.acc.get(k, 0.) + v.detach().double()   # stays on the device: no sync
-                tr.acc['n'] = tr.acc.get('n', 0) + 1
-                if tr.step % 10 == 0:
-                    left = (time.time() - t_start) / (tr.step - step_start) * (tr.total_steps - tr.step)
-                    bar.set_postfix(loss=f"{tr.acc['loss'].item() / tr.acc['n']:.4f}", run_left=f'{int(left // 3600)}h{int(left % 3600 // 60):02d}m')
+                for k, v in {'loss': res[0], **res[1]}.items(): self.acc[k] = self.acc.get(k, 0.) + v.detach().double()   # stays on the device
+                self.acc['n'] = self.acc.get('n', 0) + 1
             bar.update()
-            if tr.stopping(): tr.save(); raise Interrupted(tr.stop_signal or signal.SIGTERM)
-            if cfg.train.ckpt_every and tr.step % cfg.train.ckpt_every == 0: tr.save()
+            due = cfg.train.ckpt_every and self.step % cfg.train.ckpt_every == 0
+            if due or self.step % self.sync_every == 0:   # the host looks: stop signals and non-finite steps, then the periodic checkpoint
+                if self.poll(): self.save(); raise Interrupted(self.stop_signal or signal.SIGTERM)
+                if due: self.save()
+                if not quiet and self.step % (10 * self.sync_every) == 0 and 'loss' in self.acc:
+                    left = (time.time() - t_start) / (self.step - step_start) * (self.total_steps - self.step)
+                    bar.set_postfix(loss=f"{self.acc['loss'].item() / self.acc['n']:.4f}", run_left=f'{int(left // 3600)}h{int(left % 3600 // 60):02d}m')
         bar.close()
-        n = tr.acc.pop('n', 0)
-        acc = {k: dist.all_sum(v) for k, v in tr.acc.items()}   # the processes' sums of per-step means (once an epoch)
-        record = {'epoch': tr.epoch + 1, 'step': tr.step, **{f'train_{k}': float(v) / max(n * dist.world_size(), 1) for k, v in acc.items()}}
-        tr.epoch, tr.batch, tr.acc = tr.epoch + 1, 0, {}
-        dist.check_replicas(tr.model)   # every process must hold the same model, codebooks included
-        if dist.is_main():   # rank 0 evaluates the whole test set alone (collectives off) and writes everything
+        self.poll()   # a non-finite step since the last look stops the run before this epoch is saved
+        n = self.acc.pop('n', 0)
+        acc = {k: dist.all_sum(v) for k, v in self.acc.items()}   # the processes' sums of per-step means (once an epoch)
+        record = {'epoch': self.epoch + 1, 'step': self.step, **{f'train_{k}': float(v) / max(n * dist.world_size(), 1) for k, v in acc.items()}}
+        self.epoch, self.batch, self.acc = self.epoch + 1, 0, {}
+        dist.check_replicas(self.model)   # every process must hold the same model, codebooks included
+        if rd.writer:   # rank 0 evaluates the whole test set alone (collectives off) and writes everything
             with dist.local():
-                ev, counts = evaluate(tr.model, tr.test_batches, cfg.data.batch_size)
-                record.update(ev, skipped_batches=tr.skipped, epoch_time_s=round(time.time() - t0, 2))
-                grid = tr.run_dir / 'samples' / f'epoch_{tr.epoch:03d}.png'
-                _sample_grid(tr.model, samples, grid)
-            logger.log(record, grid, counts)
-            (tr.run_dir / 'code_counts.json').write_text(json.dumps(counts.tolist()))   # last evaluation's code counts
-            best = ev['test_psnr'] > tr.best_psnr
-            tr.best_psnr = max(tr.best_psnr, ev['test_psnr'])
-            if best: tr.save('best.pt')   # before latest.pt: a kill in between redoes the epoch and so rewrites best.pt too
-            tr.save()
+                ev, counts = evaluate(self.model, self.test_batches, cfg.data.batch_size)
+                record.update(ev, skipped_batches=self.skipped, epoch_time_s=round(time.time() - t0, 2))
+                _sample_grid(self.model, samples, rd.sample(self.epoch))
+            logger.log(record, rd.sample(self.epoch), counts)
+            (rd / 'code_counts.json').write_text(json.dumps(counts.tolist()))   # last evaluation's code counts
+            best = ev['test_psnr'] > self.best_psnr
+            self.best_psnr = max(self.best_psnr, ev['test_psnr'])
+            if best: self.save('best.pt')   # before latest.pt: a kill in between redoes the epoch and so rewrites best.pt too
+            self.save()
             if not quiet: print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in record.items()), flush=True)
-        if tr.stopping(): raise Interrupted(tr.stop_signal or signal.SIGTERM)
+        if self.poll(): raise Interrupted(self.stop_signal or signal.SIGTERM)
     return record
 
 # %% ../nbs/04b_train.ipynb #72f94467
@@ -194,35 +214,35 @@ def _check_device(device:str):
 
 
 # %% ../nbs/04b_train.ipynb #bab118ac
-def run(cfg:Config, resume:str|Path|None=None, data:tuple[torch.Tensor, torch.Tensor]|None=None, quiet:bool=False, changes:tuple|list=()) -> tuple[dict, Path]:
+def run(cfg:Config, resume:str|Path|None=None, data:tuple[torch.Tensor, torch.Tensor]|None=None, quiet:bool=False, changes:tuple|list=(),
+        checkpoint:dict|None=None) -> tuple[dict, Path]: # the checkpoint `resume` as `load_checkpoint` read it, if the caller did already
     "Train the run `cfg` (fresh, or from checkpoint `resume`); returns the last epoch's record and the run folder."
     _check_device(cfg.train.device)
-    ck = load_checkpoint(resume) if resume else None
-    run_dir = Path(resume).resolve().parent.parent if resume else Path(cfg.out_dir) / cfg.name
-    main = dist.is_main()   # rank 0 alone owns the run folder (every process reads the same checkpoint)
-    if main and not resume and run_dir.exists(): claim_run_folder(run_dir, True)   # fail fast, before loading data
-    tr = Trainer(cfg, run_dir, data)
+    ck = checkpoint if checkpoint is not None else load_checkpoint(resume) if resume else None
+    rd = RunDir.of(cfg, resume)
+    if rd.writer and not resume and rd.root.exists(): rd.claim(fresh=True)   # fail fast, before loading data
+    tr = Trainer(cfg, rd, data)
     if ck: tr.restore(ck, resume)
-    if not main: return _follow(tr, quiet), run_dir
-    claim_run_folder(run_dir, fresh=not resume)
-    with RunLock(run_dir):
-        for f in (run_dir / 'checkpoints').glob('.*.tmp*'): f.unlink()   # left by a kill during a write
-        (run_dir / 'config.yaml').write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
-        note_provenance(run_dir, cfg, 'resume' if ck else 'start')
+    if not rd.writer: return _follow(tr, quiet), rd.root   # rank 0 alone owns the run folder (every process reads the same checkpoint)
+    rd.claim(fresh=not resume)
+    with RunLock(rd):
+        for f in rd.checkpoint().parent.glob('.*.tmp*'): f.unlink()   # left by a kill during a write
+        (rd / 'config.yaml').write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+        note_provenance(rd, cfg, 'resume' if ck else 'start')
         if ck:   # drop records of epochs after the checkpoint (written before a kill); they will be redone
-            keep = [r for r in read_metrics(run_dir) if r.get('epoch', 0) <= tr.epoch]
-            write_atomic(run_dir / 'metrics.jsonl', ''.join(json.dumps(r) + '\n' for r in keep))
-            with open(run_dir / 'resume.log', 'a') as f: f.write(f'{time.strftime("%Y-%m-%d %H:%M:%S")} resumed at epoch {tr.epoch} batch {tr.batch} from {resume}' + ''.join(f'; {c}' for c in changes) + '\n')
-        logger = Logger(cfg, run_dir, tr.wandb_id)
+            keep = [r for r in read_metrics(rd) if r.get('epoch', 0) <= tr.epoch]
+            write_atomic(rd / 'metrics.jsonl', ''.join(json.dumps(r) + '\n' for r in keep))
+            with open(rd / 'resume.log', 'a') as f: f.write(f'{time.strftime("%Y-%m-%d %H:%M:%S")} resumed at epoch {tr.epoch} batch {tr.batch} from {resume}' + ''.join(f'; {c}' for c in changes) + '\n')
+        logger = Logger(cfg, rd, tr.wandb_id)
         tr.wandb_id = logger.id
         try: record = _follow(tr, quiet, logger)
         finally: logger.finish()
-    return record, run_dir
+    return record, rd.root
 
 def _follow(tr:Trainer, quiet:bool, logger:Logger|None=None) -> dict:
-    "`fit` with Ctrl-C and SIGTERM turned into a saved stop (`Trainer.stop_signal`)."
+    "`Trainer.fit` with Ctrl-C and SIGTERM turned into a saved stop (`Trainer.stop_signal`)."
     handlers = {s: signal.signal(s, lambda sig, frame: setattr(tr, 'stop_signal', sig)) for s in (signal.SIGINT, signal.SIGTERM)}
-    try: return fit(tr, logger, quiet)
+    try: return tr.fit(logger, quiet)
     except RuntimeError as e:   # another process is gone: torchrun's SIGTERM to the rest must not cut this one's message and exit status 2 short
         if dist.peer_lost(e): handlers[signal.SIGTERM] = signal.SIG_IGN
         raise
@@ -256,25 +276,25 @@ def _main(argv=None):
     for flag in ('config', 'resume', 'name', 'data_dir', 'device'):
         if getattr(args, flag) == '': raise UserError(f"--{flag.replace('_', '-')} needs a value (it was given an empty one)")
     if args.resume: args.resume = str(resume_path(args.resume))   # a run folder means its latest checkpoint
+    ck = None
     if args.resume:
         if args.config: raise UserError('--resume continues a run with its own config; drop --config (use key=value to change safe keys)')
-        cfg, changes = resume_config(load_checkpoint(args.resume), cli_overrides(args))
+        ck = load_checkpoint(args.resume)   # once: its config here, its state in `run`
+        cfg, changes = resume_config(ck, cli_overrides(args))
         for c in changes:
             if dist.is_main(): print(f'resume: {c}')
     else:
         d = cli_overrides(args, read_yaml(args.config) if args.config else {})
         if not d.get('name'): d['name'] = f"{Path(args.config).stem if args.config else 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
         cfg, changes = config_from_dict(d), []
-    t0 = time.time()
-    try: rec, run_dir = run(cfg, args.resume, quiet=args.quiet, changes=changes)
+    t0, latest = time.time(), RunDir.of(cfg, args.resume).latest
+    try: rec, run_dir = run(cfg, args.resume, quiet=args.quiet, changes=changes, checkpoint=ck)
     except Interrupted as e:
-        ck = (Path(args.resume).resolve().parent.parent if args.resume else Path(cfg.out_dir) / cfg.name) / 'checkpoints' / 'latest.pt'
-        if dist.is_main(): print(f'\nstopped: checkpoint saved to {ck}\nresume with: {_launcher()} scripts/train.py --resume {ck}', file=sys.stderr)
+        if dist.is_main(): print(f'\nstopped: checkpoint saved to {latest}\nresume with: {_launcher()} scripts/train.py --resume {latest}', file=sys.stderr)
         return 128 + int(e.args[0])
     except RuntimeError as e:   # another process died or hung: this one stops too, and says where to resume from
         if not dist.peer_lost(e): raise
-        ck = (Path(args.resume).resolve().parent.parent if args.resume else Path(cfg.out_dir) / cfg.name) / 'checkpoints' / 'latest.pt'
-        where = f'resume from the last checkpoint with: {_launcher()} scripts/train.py --resume {ck}' if ck.is_file() else 'no checkpoint was written yet: start the run again'
+        where = f'resume from the last checkpoint with: {_launcher()} scripts/train.py --resume {latest}' if latest.is_file() else 'no checkpoint was written yet: start the run again'
         raise UserError(f'rank {dist.rank()} lost the other processes of this run ({type(e).__name__}: {" ".join(str(e).split())[:200]}); {where}') from None
     if not dist.is_main(): return 0
     keys = ['test_psnr', 'test_perplexity', 'test_perplexity_batch_avg', 'test_usage_rate', 'test_dead_codes', 'test_loss']
