@@ -19,7 +19,7 @@ __all__ = ['CKPT_FORMAT', 'CKPT_KEYS', 'RECORD_FILES', 'RunDir', 'save_atomic', 
            'Logger', 'parse_metrics', 'read_metrics', 'RunLock', 'claim_run_folder', 'write_atomic', 'machine',
            'code_version', 'note_provenance', 'record_epochs', 'write_record', 'record_finished']
 
-# %% ../nbs/04a_runs.ipynb #ba9371c8
+# %% ../nbs/04a_runs.ipynb #47ec822b
 class RunDir:
     "A run's folder and the paths in it; `writer`: whether this process writes them (rank 0)."
     def __init__(self, root): self.root = Path(root)

@@ -176,7 +176,7 @@ def sweep_main(argv:list[str]|None=None):
             with cf.ProcessPoolExecutor(a.parallel, mp_context=mp.get_context('spawn')) as ex: _report(ex.map(_worker, jobs))
     except UserError as e: fail(e)
 
-# %% ../nbs/04c_sweep.ipynb #2e0e42f4
+# %% ../nbs/04c_sweep.ipynb #f83549b5
 def choose_parallel(epoch_s:float, # one epoch of one run alone on the device, seconds
                     peak_mb:float, # that run's peak memory, MB
                     epochs:int, # the pending runs' epochs, summed
@@ -191,7 +191,7 @@ def choose_parallel(epoch_s:float, # one epoch of one run alone on the device, s
     return p, {'serial_s': serial_s, 'needed': need, **{f'cap_{k}': v for k, v in caps.items()}, 'ideal_s': serial_s / p,
                'fits': 1.5 * serial_s / p <= budget_s}
 
-# %% ../nbs/04c_sweep.ipynb #ac4f98f7
+# %% ../nbs/04c_sweep.ipynb #5574b7cf
 def probe_epoch(cfg:Config) -> tuple[float, float]:
     "Seconds and peak memory (MB: the GPU's on CUDA, else the process's) of one epoch of `cfg` alone, in a throwaway run folder."
     import tempfile, torch
