@@ -58,7 +58,10 @@ def test_tier_budget_sets_the_parallelism_and_the_cut_off(tmp_path):
 
 def test_tier_bad_input(tmp_path):
     sw = tiny_tier(tmp_path)
+    (tmp_path / 'afile').write_text('x')
     for args, words in [(['--budget-s', 0], ['--budget-s', '> 0']), (['--max-parallel', 0], ['--max-parallel']),
+                        (['--results', tmp_path / 'afile'], ['afile', 'is a file']), (['--results', ''], ['--results needs a folder']),
+                        (['--results', tmp_path / 'exp'], ['the runs\' own folder']),
                         (['--device', 'cuda:7'] if not __import__('torch').cuda.is_available() else ['--device', 'tpu'], ['device']),
                         (['--sweep', tmp_path / 'none.yaml'], ['none.yaml', 'not found'])]:
         r = tier(['--sweep', sw, *args] if '--sweep' not in args else args, tmp_path)

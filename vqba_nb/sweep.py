@@ -123,6 +123,12 @@ def _on_device(runs:list, device:str|None) -> list:
     _check_device(device)
     return runs
 
+def _check_results(results, runs:list):
+    "Refuse a --results that is a file, or the runs' own out_dir (a record would replace its run folder)."
+    if Path(results).exists() and not Path(results).is_dir(): raise UserError(f'--results {results} is a file, not a folder of records')
+    clash = next((c for _, c in runs if (Path(results) / c.name).resolve() == RunDir.of(c).root.resolve()), None)
+    if clash: raise UserError(f'--results {results} is the runs\' own folder (out_dir {clash.out_dir}): a record would replace its run folder; use another folder, e.g. results')
+
 def _worker(args):
     i, name, cfg, threads, results = args
     t0 = time.time()
@@ -155,10 +161,7 @@ def sweep_main(argv:list[str]|None=None):
         runs = expand_sweep(a.sweep, a.epochs)
         runs = _on_device(runs, a.device)
         results = None if a.no_record else a.results
-        if results is not None:
-            if Path(results).exists() and not Path(results).is_dir(): raise UserError(f'--results {results} is a file, not a folder of records')
-            clash = next((c for _, c in runs if (Path(results) / c.name).resolve() == RunDir.of(c).root.resolve()), None)
-            if clash: raise UserError(f'--results {results} is the runs\' own folder (out_dir {clash.out_dir}): a record would replace its run folder; use another folder, e.g. results')
+        if results is not None: _check_results(results, runs)
         if a.list:
             status = [run_status(c, results) for _, c in runs]
             for i, ((n, c), s) in enumerate(zip(runs, status)): print(f'{i:3d}  {n:44s} {s}')
@@ -224,9 +227,10 @@ def tier_main(argv:list[str]|None=None):
         a = p.parse_args(argv)
         if not a.budget_s > 0: raise UserError(f'--budget-s must be > 0, got {a.budget_s}')
         if a.max_parallel < 1: raise UserError(f'--max-parallel must be at least 1, got {a.max_parallel}')
+        if not a.results: raise UserError('--results needs a folder (default: results)')
         device = a.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-        _check_device(device)
         runs = _on_device(expand_sweep(a.sweep, a.epochs), device)
+        _check_results(a.results, runs)
         pending = [(i, n, c) for i, (n, c) in enumerate(runs) if run_status(c, a.results) != 'recorded']
         print(f'{a.sweep}: {len(runs)} runs, {len(runs) - len(pending)} recorded, {len(pending)} to run on {device}', flush=True)
         if not pending: return

@@ -90,7 +90,7 @@ class Trainer:
         self.stop_signal = None
         self.sync_every = 1 if self.device.type == 'cpu' else 50   # steps between the host's looks at the flags: free on a CPU, a stall on a GPU
         self.first_bad = torch.full((2,), -1, dtype=torch.long, device=self.device)   # (step, whether the loss) of the first non-finite step; -1: none
-        self._step_t, self.last_stats = torch.zeros((), dtype=torch.long, device=self.device), {}   # the step count on the device (set by `Trainer.fit`)
+        self.last_stats = {}
 
     def state(self) -> dict:
         return {'format': CKPT_FORMAT, 'config': asdict(self.cfg), 'model': self.model.state_dict(), 'optimizer': self.opt.state_dict(),
@@ -122,13 +122,13 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), math.inf)
-        bad = ~(torch.isfinite(loss) & torch.isfinite(gnorm))
+        loss_ok = torch.isfinite(loss)
+        bad = ~(loss_ok & torch.isfinite(gnorm))
         if skip and dist.any_rank(bool(bad), self.device):   # every process skips together; the one read per step that skip costs
             for b, v in zip(self.model.buffers(), saved): b.copy_(v)
             self.skipped += 1; return None
-        if not skip:   # remembered on the device (the step number too); `poll` stops the run before anything is saved
-            self._step_t += 1
-            first = torch.stack([self._step_t, (~torch.isfinite(loss)).long()])
+        if not skip:   # remembered on the device (the step number is a fill, not a copy); `poll` stops the run before anything is saved
+            first = torch.stack([torch.full_like(loss_ok, self.step + 1, dtype=torch.long), (~loss_ok).long()])
             self.first_bad.copy_(torch.where(bad & (self.first_bad[0] < 0), first, self.first_bad))
         self.last_stats = out.stats
         self.opt.step()
@@ -166,7 +166,6 @@ def fit(self:Trainer, logger:Logger|None=None, quiet:bool=False) -> dict:
     samples = next(iter(self.test_batches.epoch(0)))[:cfg.train.n_samples]
     quiet = quiet or not rd.writer   # one progress bar, from rank 0
     t_start, step_start = time.time(), self.step     # the whole run's time left, from this session's pace (evaluations included)
-    self._step_t.fill_(self.step)
     while self.epoch < cfg.train.epochs:
         t0 = time.time()
         bar = tqdm(total=len(self.train_batches), initial=self.batch, desc=f'epoch {self.epoch + 1}/{cfg.train.epochs}', disable=quiet, leave=False,

@@ -2,7 +2,7 @@
 # The GPU checks of the GPU path, as one prepared script for a session that is lent a GPU (the device tool runs it
 # from the repository root; its files land in $OUT). On the device machine, python3 holds PyTorch but not fastcore:
 # carry its wheel (.whl/, see below). What it measures:
-#   1. no host synchronisation inside a training step: torch.cuda.set_sync_debug_mode('error') around 20 steps
+#   1. no host synchronisation inside a training step: torch.cuda.set_sync_debug_mode('error') around 6 steps
 #      of VQ-EMA, VQ-EMA + restart and BA-VQ (fp32 and bf16), after the first step;
 #   2. the benchmark on the GPU: images/s of the project's step (fp32, bf16, compiled) next to the reference-style
 #      pipeline (PIL + DataLoader) in the same process;
