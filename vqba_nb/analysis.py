@@ -18,8 +18,8 @@ __all__ = ['ARMS', 'METRICS', 'HIGHER_IS_BETTER', 'CODEBOOK', 'MIN_SEEDS', 'RANG
            'SEED_PPL', 'SEED_PSNR', 'SEED_BARS', 'read_run', 'find_runs', 'arm_of', 'label', 'value', 'final',
            'group_runs', 'frontier_runs', 'seeds_of', 'mean_ci', 'compare', 'holm', 'fmt', 'fmt_ci', 'epochs_label',
            'fmt_seeds', 'stats_table', 'against_base', 'comparison_table', 'epochs_to', 'reach_table',
-           'diagnostic_rows', 'diagnostic_table', 'seconds_per_epoch', 'images_per_epoch', 'cost_table', 'bars_table',
-           'frontier_table']
+           'diagnostic_rows', 'diagnostic_table', 'seconds_per_epoch', 'images_per_epoch', 'bench_ratio', 'cost_table',
+           'bars_table', 'frontier_table']
 
 # %% ../nbs/05_analysis.ipynb #f96ae6b0
 def _load(path:Path, parse, what:str):
@@ -268,16 +268,31 @@ def images_per_epoch(r:dict) -> float:
     m = r['metrics'][-1]
     return value(m, 'step') / m['epoch'] * float((r['config'].get('data') or {}).get('batch_size', math.nan))
 
-def cost_table(groups:dict, base:str='vqema') -> str:
-    "Markdown: per arm, seconds per epoch, training images per second and the time ratio to `base` at the same K."
-    lines = ['| arm | seeds | seconds per epoch | training images per second | time per epoch / VQ-EMA |', '|---|---|---|---|---|']
+def bench_ratio(bench:dict|None, arm:str, K:int, base:str='vqema') -> float:
+    "Time per training image of `arm` over `base`'s in one benchmark run (`vqba_nb.bench`'s JSON), NaN where it did not time `arm` at this K."
+    r, q = (bench or {}).get('runs', {}), (bench or {}).get('quantizer_configs', {})
+    if (q.get(arm) or {}).get('K') != K: return math.nan
+    ips = lambda a: (r.get(f'project {a}') or {}).get('images_per_s', math.nan)
+    return ips(base) / ips(arm)
+
+def cost_table(groups:dict, bench:dict|None=None, base:str='vqema') -> str:
+    "Markdown: per arm, the benchmark's time per training image over `base`'s (the cost), and the runs' own seconds per epoch as they ran (median and range over seeds)."
+    lines = ['| arm | seeds | time per training image / VQ-EMA (benchmark) | seconds per epoch as run: median (range) | images per second as run: median |',
+             '|---|---|---|---|---|']
     for (arm, K), rs in groups.items():
-        s = mean_ci([seconds_per_epoch(r) for r in rs])
-        ips = mean_ci([images_per_epoch(r) / seconds_per_epoch(r) for r in rs])
-        b = mean_ci([seconds_per_epoch(r) for r in groups.get((base, K), [])])['mean']
-        lines.append(f"| {label(arm)} K={K} | {len(rs)} | {fmt_ci(s, '.4g')} | {fmt_ci(ips, '.4g')} | {fmt(s['mean'] / b, '.2f')} |")
+        s = [x for x in map(seconds_per_epoch, rs) if math.isfinite(x)]
+        ips = [images_per_epoch(r) / seconds_per_epoch(r) for r in rs if math.isfinite(seconds_per_epoch(r))]
+        wall = '—' if not s else fmt(float(np.median(s)), '.4g') + (f' ({fmt(min(s), ".4g")}-{fmt(max(s), ".4g")})' if max(s) > min(s) else '')
+        lines.append(f"| {label(arm)} K={K} | {len(rs)} | {fmt(bench_ratio(bench, arm, K, base), '.2f')} | {wall} | "
+                     f"{fmt(float(np.median(ips)), '.4g') if ips else '—'} |")
     machines = sorted({p.get('machine') for rs in groups.values() for r in rs for p in r['record'].get('provenance', []) if p.get('machine')})
-    return '\n'.join(lines + ['', 'Wall time per epoch including the test-set evaluation; mean [95% CI] over seeds. '
+    where = f"`{bench.get('machine', 'machine not recorded')}`, {bench.get('data', '?')} images" if bench else ''
+    return '\n'.join(lines + ['', (f'The cost is the benchmark\'s ratio ({where}): one process times every arm\'s training step in turn on the same '
+                                    'images, so a change in load hits all of them alike; n/a where it did not time that arm at that K. ' if bench else
+                                    'No benchmark given (`scripts/bench.py --json`), so no cost column. ')
+                              + 'The runs\' own wall times (an epoch of training plus the test-set evaluation, the mean over its epochs, then the '
+                                'median and range over seeds) are shown as they ran: two runs at a time shared two cores, often with tests too, '
+                                'so they compare arms only loosely. '
                               + ('Machines: ' + '; '.join(f'`{m}`' for m in machines) + '.' if machines else 'No provenance recorded.')])
 
 # %% ../nbs/05_analysis.ipynb #d6915963

@@ -81,7 +81,8 @@ def quantizer_ms(qcfgs:dict, # name -> quantizer config section
     "Median ms of one training-mode forward+backward of each quantizer on random (bs, dim, 8, 8) latents, the quantizers in turn."
     sync = sync or (lambda: None)
     qs = {n: build_quantizer(c).to(device).train() for n, c in qcfgs.items()}
-    zs = {n: torch.randn(bs, q.dim, 8, 8, device=device, requires_grad=True) for n, q in qs.items()}
+    # the quantizer's input: (bs, dim, 8, 8) latents, or the encoder's features for one that reads them (Gumbel)
+    zs = {n: torch.randn(bs, getattr(q, 'features', None) or q.dim, 8, 8, device=device, requires_grad=True) for n, q in qs.items()}
     times = {n: [] for n in qs}
     for i in range(reps + 2):                              # the first two: data init and warm-up
         for n, q in qs.items():
@@ -91,9 +92,10 @@ def quantizer_ms(qcfgs:dict, # name -> quantizer config section
     return {n: statistics.median(t) for n, t in times.items()}
 
 # %% ../nbs/06_bench.ipynb #7e030ee3
-BENCH_QUANTIZERS = {   # name -> (config file next to --config, what to set on top of it)
+BENCH_QUANTIZERS = {   # name -> (config file next to --config, what to set on top of it; None: the file is required)
     'identity': ('identity.yaml', {'type': 'identity'}), 'vqema': ('vqema.yaml', {'type': 'vqema'}),
-    'ba': ('ba.yaml', {'type': 'ba'}), 'ba_generic': ('ba.yaml', {'type': 'ba', 'fast': False})}
+    'ba': ('ba.yaml', {'type': 'ba'}), 'ba_generic': ('ba.yaml', {'type': 'ba', 'fast': False}),
+    **{arm: (f'{arm}.yaml', None) for arm in ('vqema_restart', 'kmeans', 'gumbel', 'ba_balanced', 'ba_uniform', 'ba_restart', 'fsq')}}
 
 def bench_quantizers(names, config_dir:Path) -> dict:
     "The quantizer config sections of `names`, from their files in `config_dir` (the built-in defaults where a file is missing)."
@@ -101,7 +103,9 @@ def bench_quantizers(names, config_dir:Path) -> dict:
     for n in names:
         if n not in BENCH_QUANTIZERS: raise UserError(f"unknown quantizer {n!r} in --quantizers; choose from {', '.join(BENCH_QUANTIZERS)}")
         f, over = BENCH_QUANTIZERS[n]
-        out[n] = {**(read_yaml(config_dir / f).get('quantizer', {}) if (config_dir / f).is_file() else {}), **over}
+        if over is None and not (config_dir / f).is_file():
+            raise UserError(f'--quantizers {n}: its config {config_dir / f} is missing; give --config a file in the folder that holds it (configs/)')
+        out[n] = {**(read_yaml(config_dir / f).get('quantizer', {}) if (config_dir / f).is_file() else {}), **(over or {})}
     return out
 
 # %% ../nbs/06_bench.ipynb #b7e2d4a1
@@ -199,7 +203,7 @@ def parse_args(argv:list[str]|None=None) -> argparse.Namespace:
     p.add_argument('--steps', type=int, default=10, help='timed steps of each pipeline per round')
     p.add_argument('--repeats', type=int, default=3, help='rounds; each times every pipeline in turn, and the median round is reported')
     p.add_argument('--eval-images', type=int, default=10000, help='test images for the evaluation timing (with VQ-EMA)')
-    p.add_argument('--quantizers', default='identity,vqema,ba', help=f"comma-separated, from: {', '.join(BENCH_QUANTIZERS)} (ba_generic: BA-VQ with fast=False)")
+    p.add_argument('--quantizers', default='identity,vqema,ba', help=f"comma-separated, from: {', '.join(BENCH_QUANTIZERS)} (ba_generic: BA-VQ with fast=False), or all")
     p.add_argument('--no-reference', action='store_true', help='skip the reference-style pipeline (PIL images through a DataLoader)')
     p.add_argument('--no-compile', action='store_true', help='skip VQ-EMA with train.compile (encoder and decoder compiled at their first step)')
     p.add_argument('--bf16', choices=('auto', 'on', 'off'), default='auto', help='also time VQ-EMA with train.precision=bf16 (auto: on a GPU only)')
@@ -216,6 +220,7 @@ def parse_args(argv:list[str]|None=None) -> argparse.Namespace:
         j = Path(a.json)
         if j.is_dir() or not j.parent.is_dir() or not os.access(j.parent, os.W_OK) or (j.exists() and not os.access(j, os.W_OK)):
             raise UserError(f'cannot write --json {a.json}: {"it is a folder" if j.is_dir() else "its folder is missing or not writable"}')
+    if a.quantizers == 'all': a.quantizers = ','.join(BENCH_QUANTIZERS)
     bad = [n for n in a.quantizers.split(',') if n not in BENCH_QUANTIZERS]
     if bad: raise UserError(f"unknown quantizer {bad[0]!r} in --quantizers; choose from {', '.join(BENCH_QUANTIZERS)}")
     return a

@@ -159,7 +159,7 @@ def report(runs:list[dict], title:str, figs=(), bench:dict|None=None) -> str:
                       '## Final metrics', '', stats_table(groups), '', '## Against VQ-EMA', '', comparison_table(groups), '',
                       '## Utilization over training', '', *img('curves'), reach_table(groups), '',
                       '## Why codes die', '', diagnostic_table(groups), '',
-                      '## Operating points', '', *img('operating_points'), '## Cost', '', cost_table(groups), '',
+                      '## Operating points', '', *img('operating_points'), '## Cost', '', cost_table(groups, bench), '',
                       "## The seed's bars", '', bars_table(groups), '', '## The beta frontier', '',
                       frontier_table(fr) if fr else 'No constant-beta BA-VQ runs.', '', *img('frontier'),
                       '## Verdict', '', verdict(groups, fr, bench), '', *(['## Skipped', '', *notes, ''] if notes else []),
