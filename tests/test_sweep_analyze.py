@@ -1,12 +1,12 @@
 """Sweeps and the analysis script, end to end on a tiny synthetic sweep: expansion, --list, --index, skipping finished
 runs and resuming unfinished ones, --parallel, and `scripts/analyze.py` on a sweep, on a single run, and on broken input."""
 from __future__ import annotations
-import json, subprocess, sys
+import json, signal, subprocess, sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, _env, assert_user_error, read_metrics, tiny
+from conftest import REPO, _env, assert_user_error, kill, read_metrics, tiny, wait_for
 from vqba_nb.runs import RECORD_FILES
 
 SWEEP, ANALYZE = REPO / 'scripts' / 'sweep.py', REPO / 'scripts' / 'analyze.py'
@@ -26,6 +26,23 @@ def sweep_file(tmp_path):
           'overrides': {k: yaml.safe_load(v) for k, v in over.items()}}
     (tmp_path / 'sw.yaml').write_text(yaml.safe_dump(sw))
     return tmp_path / 'sw.yaml'
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT], ids=['SIGTERM', 'SIGINT'])
+def test_sweep_stopped_by_a_signal(sweep_file, tmp_path, sig):
+    "SIGTERM or Ctrl-C during a sweep: no traceback, one message naming the run and its checkpoint and how to go on, exit 128 + signal, no next run started."
+    exp = tmp_path / 'exp' / 'tiny'
+    p = subprocess.Popen([sys.executable, str(SWEEP), '--sweep', str(sweep_file), '--epochs', '500'], cwd=tmp_path, env=_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: (exp / 'vq-s0' / 'checkpoints' / 'latest.pt').exists(), timeout=120, proc=p), p.communicate()
+    rc, out, err = kill(p, sig)
+    assert rc == 128 + sig, f'exit {rc}: {err}'
+    assert 'Traceback' not in err, err
+    assert f'[0] tiny/vq-s0: interrupted by signal {int(sig)}' in err and str(exp / 'vq-s0' / 'checkpoints' / 'latest.pt') in err, err
+    assert 'run the same command again to resume' in err
+    assert not (exp / 'vq-s1').exists()                                  # the sweep stopped there
+    r = script(SWEEP, ['--sweep', sweep_file, '--epochs', '500', '--list'], tmp_path)
+    assert r.stdout.splitlines()[0].split()[1:] == ['tiny/vq-s0', 'partial'], r.stdout   # resumable
 
 
 def test_sweep_runs_skips_resumes_and_analyzes(sweep_file, tmp_path):

@@ -4,13 +4,13 @@
 
 # %% ../nbs/04c_sweep.ipynb #6f3981a6
 from __future__ import annotations
-import dataclasses, itertools, json, math, os, shutil, time
+import dataclasses, itertools, json, math, os, shutil, sys, time
 from pathlib import Path
 import yaml
 from .core import UserError, fail, ArgumentParser
 from .config import Config, merge_configs, apply_overrides, config_from_dict, read_yaml, resume_config
 from .runs import RunDir, RunLock, load_checkpoint, read_metrics, record_finished, write_record
-from .train import run, _check_device
+from .train import run, _check_device, Interrupted
 
 # %% auto #0
 __all__ = ['SAME_RUN', 'expand_sweep', 'run_identity', 'run_status', 'run_one', 'sweep_main', 'choose_parallel', 'probe_epoch',
@@ -134,7 +134,17 @@ def _worker(args):
     t0 = time.time()
     try: what = run_one(cfg, threads, results=results)
     except UserError as e: what = f'failed: {e}'
+    except Interrupted as e:   # Ctrl-C or SIGTERM: the run saved its checkpoint; the sweep stops here (see `_stopped`)
+        e.where = f'[{i}] {name}: interrupted by signal {e.args[0]} after {time.time() - t0:.0f}s, its checkpoint saved in {RunDir.of(cfg).latest}'
+        raise
     return f'[{i}] {name}: {what} ({time.time() - t0:.0f}s)'
+
+def _stopped(e:BaseException):
+    "A sweep stopped by Ctrl-C or SIGTERM: which run stopped, where its checkpoint is, how to go on; exit status 128 + the signal."
+    sig = int(e.args[0]) if isinstance(e, Interrupted) else 2
+    print(f"{getattr(e, 'where', 'interrupted')}\nstopped: run the same command again to resume (finished runs are skipped, an interrupted one resumes from its checkpoint)",
+          file=sys.stderr, flush=True)
+    sys.exit(128 + sig)
 
 def _report(lines):
     "Print each run's line; if any run failed, end with a UserError naming how many (exit status 2)."
@@ -178,6 +188,7 @@ def sweep_main(argv:list[str]|None=None):
             import concurrent.futures as cf, multiprocessing as mp
             with cf.ProcessPoolExecutor(a.parallel, mp_context=mp.get_context('spawn')) as ex: _report(ex.map(_worker, jobs))
     except UserError as e: fail(e)
+    except (Interrupted, KeyboardInterrupt) as e: _stopped(e)
 
 # %% ../nbs/04c_sweep.ipynb #f83549b5
 def choose_parallel(epoch_s:float, # one epoch of one run alone on the device, seconds
@@ -250,3 +261,4 @@ def tier_main(argv:list[str]|None=None):
         try: _report(lines)
         finally: print(f'tier: {time.time() - t_start:.0f}s' + (f'; {left} run(s) not started: run the same command again to continue' if left else ''), flush=True)
     except UserError as e: fail(e)
+    except (Interrupted, KeyboardInterrupt) as e: _stopped(e)
