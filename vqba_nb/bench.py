@@ -13,7 +13,7 @@ from .model import build_quantizer
 from .model import VQVAE, param_groups
 from .config import config_from_dict, read_yaml
 from .runs import machine
-from .train import Trainer, evaluate
+from .train import Trainer, evaluate, flushed_denormals
 
 # %% auto #0
 __all__ = ['BENCH_QUANTIZERS', 'PILCifar', 'time_interleaved', 'reference_pipeline', 'project_pipeline', 'quantizer_ms',
@@ -147,7 +147,7 @@ def bench(config:str|None='configs/base.yaml', device:str='cpu', data_dir:str|No
         pipes['project vqema bf16'] = project_pipeline(xtr, cfg_for(qcfgs['vqema'], precision='bf16'), dev)[:2]
         if compile: pipes['project vqema bf16+compile'] = project_pipeline(xtr, cfg_for(qcfgs['vqema'], True, 'bf16'), dev)[:2]
     log(f"timing {', '.join(pipes)}: {warmup} warm-up steps each, then {repeats} rounds of {steps} steps")
-    rates, first = time_interleaved(pipes, warmup, steps, repeats, sync)
+    with flushed_denormals(): rates, first = time_interleaved(pipes, warmup, steps, repeats, sync)   # as `Trainer.fit` trains
     res = {'machine': machine(device), 'device': device, 'threads': torch.get_num_threads(), 'torch': torch.__version__,
            'data': data, 'config': Path(config).name if config else None, 'quantizer_configs': {n: cfg_for(q).quantizer for n, q in qcfgs.items()},
            'n_images': len(xtr), 'batch_size': vq.data.batch_size, 'warmup': warmup, 'steps': steps, 'repeats': repeats, 'runs': {}}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04b_train.ipynb #e4d0cd72
 from __future__ import annotations
-import argparse, json, math, signal, sys, time
+import argparse, contextlib, json, math, signal, sys, time
 from dataclasses import asdict
 from pathlib import Path
 import torch
@@ -21,7 +21,7 @@ from .config import Config, config_from_dict, read_yaml, apply_overrides, resume
 from .runs import CKPT_FORMAT, Logger, RunDir, RunLock, save_atomic, load_checkpoint, resume_path, read_metrics, note_provenance, write_atomic
 
 # %% auto #0
-__all__ = ['evaluate', 'Interrupted', 'load_data', 'Trainer', 'run', 'parse_args', 'cli_overrides', 'main']
+__all__ = ['evaluate', 'Interrupted', 'load_data', 'Trainer', 'flushed_denormals', 'run', 'parse_args', 'cli_overrides', 'main']
 
 # %% ../nbs/04b_train.ipynb #4c1370bd
 @torch.inference_mode()
@@ -64,7 +64,6 @@ class Trainer:
                  data:tuple[torch.Tensor, torch.Tensor]|None=None): # (train, test) uint8 images; default: loaded as cfg.data says
         self.cfg, self.run_dir = cfg, run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         if cfg.train.threads: torch.set_num_threads(cfg.train.threads)
-        torch.set_flush_denormal(True)   # floats below 1.2e-38 computed as 0: sharp softmaxes (Gumbel's soft samples) reach them, and a CPU is ~3x slower on them
         self.device = torch.device(dist.setup(cfg.train.device, cfg.train.dist_timeout))   # under torchrun: join its process group
         W, d = dist.world_size(), cfg.data
         if d.batch_size % W: raise UserError(f'data.batch_size={d.batch_size} is the global batch and must split evenly over the {W} processes; use a multiple of {W}')
@@ -159,7 +158,15 @@ def _sample_grid(model, x, path:Path):
     path.parent.mkdir(exist_ok=True)
     save_image(torch.cat([x, x_hat]).add(0.5).clamp(0, 1).cpu(), path, nrow=len(x))
 
+@contextlib.contextmanager
+def flushed_denormals():
+    "Inside: floats below float32's smallest normal (1.2e-38) are computed as 0 (a CPU is slow on them); after: the default, subnormals kept."
+    torch.set_flush_denormal(True)
+    try: yield
+    finally: torch.set_flush_denormal(False)
+
 @patch
+@flushed_denormals()
 def fit(self:Trainer, logger:Logger|None=None, quiet:bool=False) -> dict:
     "Train from the current position to `cfg.train.epochs`, rank 0 writing through `logger`; returns the last epoch's record."
     from tqdm.auto import tqdm
