@@ -280,8 +280,8 @@ def cost_table(groups:dict, bench:dict|None=None, base:str='vqema') -> str:
     lines = ['| arm | seeds | time per training image / VQ-EMA (benchmark) | seconds per epoch as run: median (range) | images per second as run: median |',
              '|---|---|---|---|---|']
     for (arm, K), rs in groups.items():
-        s = [x for x in map(seconds_per_epoch, rs) if math.isfinite(x)]
-        ips = [images_per_epoch(r) / seconds_per_epoch(r) for r in rs if math.isfinite(seconds_per_epoch(r))]
+        timed = [(t, images_per_epoch(r) / t) for r in rs if math.isfinite(t := seconds_per_epoch(r))]   # (seconds, images/s) per run
+        s, ips = [t for t, _ in timed], [i for _, i in timed]
         wall = '—' if not s else fmt(float(np.median(s)), '.4g') + (f' ({fmt(min(s), ".4g")}-{fmt(max(s), ".4g")})' if max(s) > min(s) else '')
         lines.append(f"| {label(arm)} K={K} | {len(rs)} | {fmt(bench_ratio(bench, arm, K, base), '.2f')} | {wall} | "
                      f"{fmt(float(np.median(ips)), '.4g') if ips else '—'} |")
