@@ -196,7 +196,7 @@ def _note(c:dict) -> str:
 
 # %% ../nbs/05_analysis.ipynb #ee74d12e
 def comparison_table(groups:dict, base:str='vqema') -> str:
-    "Markdown: per K, every arm minus `base` on each final metric (Welch interval and p, Holm's p, Hedges' g)."
+    "Markdown: per K, every arm minus `base` on each final metric (Welch interval and p, Holm's p, Hedges' g; the difference alone below MIN_SEEDS a side)."
     out = []
     for K in dict.fromkeys(k for _, k in groups):
         per = {m: against_base(groups, K, m, base) for m in METRICS}
@@ -206,13 +206,13 @@ def comparison_table(groups:dict, base:str='vqema') -> str:
         for arm in per['test_psnr']:
             for m, name in METRICS.items():
                 c, spec = per[m][arm], ('+.4g' if m != 'mse' else '+.3g')
-                ci = f" [{fmt(c['lo'], spec)}, {fmt(c['hi'], spec)}]" if math.isfinite(c['lo']) else ''
-                p = ('n/a', 'n/a') if c['few_seeds'] else (fmt(c['p'], '.3g'), fmt(c['p_holm'], '.3g'))
-                out.append(f"| {label(arm)} minus {label(base)} | {name} | {fmt(c['diff'], spec)}{ci} | {p[0]} | {p[1]} | {fmt(c['g'], '+.2f')} | {_note(c)} |")
+                ci = f" [{fmt(c['lo'], spec)}, {fmt(c['hi'], spec)}]" if math.isfinite(c['lo']) and not c['few_seeds'] else ''
+                p = ('n/a',) * 3 if c['few_seeds'] else (fmt(c['p'], '.3g'), fmt(c['p_holm'], '.3g'), fmt(c['g'], '+.2f'))
+                out.append(f"| {label(arm)} minus {label(base)} | {name} | {fmt(c['diff'], spec)}{ci} | {p[0]} | {p[1]} | {p[2]} | {_note(c)} |")
         out.append('')
     if not out: return f'No K has {label(base)} and another quantizer: nothing to compare.'
     return '\n'.join(out + [f'Holm family: for each K and metric, the arms with at least {MIN_SEEDS} seeds compared against {label(base)} at that K. '
-                             f'Arms with fewer seeds get no p-value (n/a).'])
+                             f'Arms with fewer seeds get the difference of means alone: no interval, p-value or g (n/a); their seeds\' values are in the table above.'])
 
 # %% ../nbs/05_analysis.ipynb #4c20272f
 def epochs_to(r:dict, frac:float) -> int|None:
