@@ -116,12 +116,12 @@ def mean_ci(x, level:float=0.95) -> dict:
 MIN_SEEDS = 3
 
 def compare(a, b, level:float=0.95) -> dict:
-    "Difference mean(b) - mean(a) with Welch's interval and t-test, Hedges' g, and whether the evidence can be weighed."
+    "Difference mean(b) - mean(a) with Welch's interval and t-test, Hedges' g, and whether the evidence can be weighed (below MIN_SEEDS a side: the difference alone)."
     a, b = np.asarray(a, float), np.asarray(b, float)
     na, nb = len(a), len(b)
     diff = float(b.mean() - a.mean()) if na and nb else math.nan
     out = {'diff': diff, 'lo': math.nan, 'hi': math.nan, 'p': math.nan, 'g': math.nan, 'na': na, 'nb': nb, 'few_seeds': min(na, nb) < MIN_SEEDS}
-    if min(na, nb) < 2 or not math.isfinite(diff): return out
+    if out['few_seeds'] or not math.isfinite(diff): return out
     va, vb = a.var(ddof=1), b.var(ddof=1)
     se = math.sqrt(va / na + vb / nb)
     if se == 0: return {**out, 'lo': diff, 'hi': diff, 'p': 0.0 if diff else 1.0}
@@ -196,7 +196,7 @@ def _note(c:dict) -> str:
 
 # %% ../nbs/05_analysis.ipynb #ee74d12e
 def comparison_table(groups:dict, base:str='vqema') -> str:
-    "Markdown: per K, every arm minus `base` on each final metric (Welch interval and p, Holm's p, Hedges' g; the difference alone below MIN_SEEDS a side)."
+    "Markdown: per K, every arm minus `base` on each final metric (Welch interval and p, Holm's p, Hedges' g)."
     out = []
     for K in dict.fromkeys(k for _, k in groups):
         per = {m: against_base(groups, K, m, base) for m in METRICS}
@@ -206,9 +206,9 @@ def comparison_table(groups:dict, base:str='vqema') -> str:
         for arm in per['test_psnr']:
             for m, name in METRICS.items():
                 c, spec = per[m][arm], ('+.4g' if m != 'mse' else '+.3g')
-                ci = f" [{fmt(c['lo'], spec)}, {fmt(c['hi'], spec)}]" if math.isfinite(c['lo']) and not c['few_seeds'] else ''
-                p = ('n/a',) * 3 if c['few_seeds'] else (fmt(c['p'], '.3g'), fmt(c['p_holm'], '.3g'), fmt(c['g'], '+.2f'))
-                out.append(f"| {label(arm)} minus {label(base)} | {name} | {fmt(c['diff'], spec)}{ci} | {p[0]} | {p[1]} | {p[2]} | {_note(c)} |")
+                ci = f" [{fmt(c['lo'], spec)}, {fmt(c['hi'], spec)}]" if math.isfinite(c['lo']) else ''
+                p = ('n/a', 'n/a') if c['few_seeds'] else (fmt(c['p'], '.3g'), fmt(c['p_holm'], '.3g'))
+                out.append(f"| {label(arm)} minus {label(base)} | {name} | {fmt(c['diff'], spec)}{ci} | {p[0]} | {p[1]} | {fmt(c['g'], '+.2f')} | {_note(c)} |")
         out.append('')
     if not out: return f'No K has {label(base)} and another quantizer: nothing to compare.'
     return '\n'.join(out + [f'Holm family: for each K and metric, the arms with at least {MIN_SEEDS} seeds compared against {label(base)} at that K. '

@@ -19,7 +19,7 @@ def _hedged(c:dict, key:str, a:str, b:str) -> str:
     if not math.isfinite(c['diff']): return f'{METRICS[key]}: not logged.'
     if c['diff'] == 0: return f"{METRICS[key]}: equal ({fmt(c['na'])} vs {fmt(c['nb'])} seeds)."
     ahead = label(b) if (c['diff'] > 0) == HIGHER_IS_BETTER[key] else label(a)
-    ci = f", 95% CI [{fmt(c['lo'], '+.3g')}, {fmt(c['hi'], '+.3g')}]" if math.isfinite(c['lo']) and not c['few_seeds'] else ''   # no interval below MIN_SEEDS
+    ci = f", 95% CI [{fmt(c['lo'], '+.3g')}, {fmt(c['hi'], '+.3g')}]" if math.isfinite(c['lo']) else ''
     s = f"{METRICS[key]}: {ahead} ahead ({label(b)} minus {label(a)} = {fmt(c['diff'], '+.3g')}{ci}; {c['nb']} vs {c['na']} seeds)"
     if c['few_seeds']: return s + ': a first look, not evidence.'
     if c.get('p_holm', c['p']) < 0.05: return s + f": significant (Holm-adjusted Welch p = {fmt(c.get('p_holm', c['p']), '.2g')}, g = {fmt(c['g'], '+.2f')})."
