@@ -102,7 +102,10 @@ def _same_story(groups:dict, Ks=(256, 512)) -> list[str]:
     sign = lambda x: 'higher' if x > 0 else 'lower' if x < 0 else 'equal'
     parts = [f"K={K}: BA-VQ's perplexity {sign(d[K]['test_perplexity'])} ({fmt(d[K]['test_perplexity'], '+.3g')}), PSNR {sign(d[K]['test_psnr'])} ({fmt(d[K]['test_psnr'], '+.3g')} dB)" for K in have]
     same = all(sign(d[have[0]][k]) == sign(d[K][k]) for K in have for k in d[K])
-    return [f"- {'; '.join(parts)}: {'the same direction at both sizes' if same else 'the direction changes with K'} (means; the tests are in question 1 and 2)."]
+    n = {K: (len(groups[('ba', K)]), len(groups[('vqema', K)])) for K in have}
+    few = [f'K={K} has {nb} vs {na} seeds' for K, (nb, na) in n.items() if min(nb, na) < MIN_SEEDS]
+    hedge = f"so far, a first look ({'; '.join(few)})" if few else 'means; the tests are in question 1 and 2'
+    return [f"- {'; '.join(parts)}: {'the same direction at both sizes' if same else 'the direction changes with K'} ({hedge})."]
 
 def operating_points(groups:dict, K:int) -> dict:
     "{arm: (bits = mean log2 perplexity, mean PSNR, seeds)} at K, every quantizer (not the continuous model)."
