@@ -345,6 +345,7 @@ d = { 'settings': { 'branch': 'main',
                                  'vqba_nb.verdict._same_story': ('verdict.html#_same_story', 'vqba_nb/verdict.py'),
                                  'vqba_nb.verdict._versus': ('verdict.html#_versus', 'vqba_nb/verdict.py'),
                                  'vqba_nb.verdict.bench_cost': ('verdict.html#bench_cost', 'vqba_nb/verdict.py'),
+                                 'vqba_nb.verdict.dead_codes': ('verdict.html#dead_codes', 'vqba_nb/verdict.py'),
                                  'vqba_nb.verdict.operating_points': ('verdict.html#operating_points', 'vqba_nb/verdict.py'),
                                  'vqba_nb.verdict.pareto': ('verdict.html#pareto', 'vqba_nb/verdict.py'),
                                  'vqba_nb.verdict.verdict': ('verdict.html#verdict', 'vqba_nb/verdict.py')}}}

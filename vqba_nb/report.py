@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 from .core import ArgumentParser, UserError, fail
-from .analysis import ARMS, CODEBOOK, label, value, final, find_runs, group_runs, frontier_runs, mean_ci, fmt, epochs_label
+from .analysis import ARMS, CODEBOOK, SEED_K, label, value, final, find_runs, group_runs, frontier_runs, mean_ci, fmt, epochs_label
 from .analysis import stats_table, comparison_table, reach_table, cost_table, bars_table, frontier_table, diagnostic_table
 from .verdict import verdict
 
@@ -154,11 +154,14 @@ def report(runs:list[dict], title:str, figs=(), bench:dict|None=None) -> str:
     img = lambda n: [f'![{n}]({n}.png)', ''] if n in figs else []
     notes = [f"- {r['name']}: skipped {r['skipped']} malformed line(s) of metrics.jsonl" for r in runs if r['skipped']]
     notes += [f"- {r['name']}: no finished epoch yet, left out" for r in runs if not r['metrics']]
+    # the dead-code diagnostic at the seed's K (or why it is missing), then at every other K where a run logged it
+    diag = [t for K in sorted({K for _, K in groups} | {SEED_K}, reverse=True)
+            if (t := diagnostic_table(groups, K=K)) and (K == SEED_K or not t.startswith('No run'))]
     return '\n'.join([f'# Analysis of {title}', '', f'{len(runs)} run(s): {len(groups)} arm(s) by K, {sum(map(len, fr.values()))} frontier run(s). '
                       'Metrics of the last epoch on the whole test set.', '',
                       '## Final metrics', '', stats_table(groups), '', '## Against VQ-EMA', '', comparison_table(groups), '',
                       '## Utilization over training', '', *img('curves'), reach_table(groups), '',
-                      '## Why codes die', '', diagnostic_table(groups), '',
+                      '## Why codes die', '', *[l for t in diag for l in (t, '')],
                       '## Operating points', '', *img('operating_points'), '## Cost', '', cost_table(groups, bench), '',
                       "## The seed's bars", '', bars_table(groups), '', '## The beta frontier', '',
                       frontier_table(fr) if fr else 'No constant-beta BA-VQ runs.', '', *img('frontier'),

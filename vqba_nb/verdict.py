@@ -11,7 +11,7 @@ from .analysis import (METRICS, HIGHER_IS_BETTER, MIN_SEEDS, SEED_K, label, fina
                               diagnostic_rows, epochs_label, seeds_of)
 
 # %% auto #0
-__all__ = ['QUESTIONS', 'BA_FAMILY', 'operating_points', 'pareto', 'bench_cost', 'verdict']
+__all__ = ['QUESTIONS', 'BA_FAMILY', 'dead_codes', 'operating_points', 'pareto', 'bench_cost', 'verdict']
 
 # %% ../nbs/05b_verdict.ipynb #815967b7
 def _hedged(c:dict, key:str, a:str, b:str) -> str:
@@ -69,17 +69,24 @@ QUESTIONS = ('Does BA-VQ use the codebook better than VQ-EMA?', 'At what cost in
              'Does K=256 tell the same story as K=512?', 'Which method is best on the frontier of quality against bits?')
 BA_FAMILY = ('ba', 'ba_uniform', 'ba_balanced', 'ba_restart')
 
-def _mechanism(groups:dict, K:int=512) -> list[str]:
-    "Bullets: what BA-VQ's dead-code diagnostic says, first and last logged epoch, in words; hedged by how many runs logged it."
-    rows = diagnostic_rows(groups.get(('ba', K), []))
-    if not rows: return [f'- K={K}: pending: no BA-VQ run logged the dead-code diagnostic yet.']
+def _mechanism(groups:dict, K:int=512, arm:str='ba') -> list[str]:
+    "Bullets: what `arm`'s dead-code diagnostic at K says, first and last logged epoch, in words; hedged by how many runs logged it."
+    rows = diagnostic_rows(groups.get((arm, K), []))
+    if not rows: return [f'- K={K}: pending: no {label(arm)} run logged the dead-code diagnostic yet.']
     (e0, d0), (e1, d1) = list(rows.items())[0], list(rows.items())[-1]
     n = d1.get('test_dead_codes', 0)
-    if not n: return [f'- K={K}: BA-VQ has no dead code at epoch {e1}.']
     get = lambda d, k: d.get(f'test_dead_{k}', math.nan)
+    runs = sum(any('test_dead_duplicates' in m for m in r['metrics']) for r in groups[(arm, K)])
+    hedge = f'({runs} run(s) logged the diagnostic; a description, not a test)'
     def state(e, d):
         return (f"epoch {e}: {fmt(d.get('test_dead_codes'), '.0f')} dead, {fmt(get(d, 'duplicates'), '.0f')} duplicates of a live code, "
                 f"{fmt(get(d, 'far'), '.0f')} stranded (median gap to the nearest test vector {fmt(get(d, 'gap_median'), '.2g')} mean distortions)")
+    if not n:   # every code alive at the end: when did the last dead one come back, and was any ever stranded?
+        back = next(e for e in rows if all(not rows[f].get('test_dead_codes', 0) for f in rows if f >= e))
+        most = max(get(d, 'far') for d in rows.values())
+        strand = 'none stranded at any epoch' if not most else f"at most {fmt(most, '.0f')} stranded at any epoch"
+        return [f"- K={K}, {label(arm)}, {state(e0, d0)}" + (f"; {strand}, and no dead code from epoch {back} on: "
+                'its dead codes stayed among the data and came back' if back > e0 else '') + f' {hedge}.']
     prior = lambda d: math.isfinite(get(d, 'neg_log_q_median')) and get(d, 'neg_log_q_median') > get(d, 'beta_gap_median')
     dup, far, live = get(d1, 'duplicates'), get(d1, 'far'), get(d1, 'live_gap_median')
     if far >= n / 2: why = 'at the end most dead codes are stranded, far from the data (the stranded-code explanation)'
@@ -90,8 +97,14 @@ def _mechanism(groups:dict, K:int=512) -> list[str]:
         early = (f"; at epoch {e0} they were not stranded but kept out by the prior: their penalty -log Q (median {fmt(get(d0, 'neg_log_q_median'), '.3g')} nats) "
                  f"exceeded their distance term (median beta x gap {fmt(get(d0, 'beta_gap_median'), '.3g')}), and a code without mass stays where "
                  'it died while the encoder\'s outputs move away')
-    runs = sum(any('test_dead_duplicates' in m for m in r['metrics']) for r in groups[('ba', K)])
-    return [f'- K={K}, {state(e0, d0)}; {state(e1, d1)}: {why}{early} ({runs} run(s) logged the diagnostic; a description, not a test).']
+    return [f'- K={K}, {label(arm)}, {state(e0, d0)}; {state(e1, d1)}: {why}{early} {hedge}.']
+
+def dead_codes(groups:dict, Ks) -> list[str]:
+    "Question 5's diagnostic bullets: BA-VQ at each K where it logged the diagnostic, then VQ-EMA there for contrast; pending at the seed's K if none did."
+    have = lambda arm: [K for K in Ks if diagnostic_rows(groups.get((arm, K), []))]
+    ba = have('ba')
+    if not ba: return _mechanism(groups, SEED_K)
+    return [b for K in ba for b in _mechanism(groups, K)] + [b for K in have('vqema') if K in ba for b in _mechanism(groups, K, 'vqema')]
 
 def _same_story(groups:dict, Ks=(256, 512)) -> list[str]:
     "Bullets: the sign of BA-VQ minus VQ-EMA in perplexity and PSNR at each K, and whether they agree."
@@ -168,7 +181,7 @@ def verdict(groups:dict, fr:dict|None=None, bench:dict|None=None) -> str:
     answers = [ask('vqema', ['ba'], ['test_perplexity', 'used_codes']), ask('vqema', ['ba'], ['test_psnr'], compute) + bench_cost(bench),
                ask('ba', fixes, ['test_perplexity', 'test_psnr'], Ks=at(fixes)),
                ask('ba', ablations, ['test_perplexity', 'test_psnr'], Ks=at(ablations)),
-               _mechanism(groups) + ask('ba', ['ba_restart'], ['used_codes', 'test_psnr'], Ks=at(['ba_restart'])), _frontier_verdict(fr or {}),
+               dead_codes(groups, Ks) + ask('ba', ['ba_restart'], ['used_codes', 'test_psnr'], Ks=at(['ba_restart'])), _frontier_verdict(fr or {}),
                _same_story(groups), _frontier_of_arms(groups)]
     parts = []
     for i, (q, bullets) in enumerate(zip(QUESTIONS, answers), 1): parts += [f'**{i}. {q}**', '', *bullets, '']
