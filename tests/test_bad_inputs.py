@@ -202,15 +202,17 @@ def in_world(world, monkeypatch) -> Path:
 def repo_results_untouched():
     """Nothing here writes into the repository's results/ (every command runs in a temporary folder, and results/ is a
     sweep's default relative to it): `git status --porcelain results` is the same after the module's tests as before.
-    Records of the study sweep that other processes may finish meanwhile (results/study/<run>) are left out."""
+    Records of the repository's own sweeps (results/<sweep>/<run>, a sweeps/*.yaml's name), which runs in other
+    processes may finish meanwhile, are left out."""
+    ours = {(yaml.safe_load(f.read_text()) or {}).get('name') for f in (REPO / 'sweeps').glob('*.yaml')}
     def status() -> set[str] | None:
         r = subprocess.run(['git', '-C', str(REPO), 'status', '--porcelain', '--untracked-files=all', 'results'], capture_output=True, text=True)
-        return {l for l in r.stdout.splitlines() if not l[3:].startswith('results/study/')} if r.returncode == 0 else None
-    before, names = status(), set(os.listdir(REPO / 'results'))
+        return {l for l in r.stdout.splitlines() if l[3:].split('/')[1:2] and l[3:].split('/')[1] not in ours} if r.returncode == 0 else None
+    before, names = status(), set(os.listdir(REPO / 'results')) - ours
     yield
     after = status()
     assert after == before, f'results/ of the repository changed: {sorted((after or set()) ^ (before or set()))}'
-    assert set(os.listdir(REPO / 'results')) == names
+    assert set(os.listdir(REPO / 'results')) - ours == names
 
 
 # ================================================================ the table
