@@ -18,8 +18,8 @@ __all__ = ['ARMS', 'METRICS', 'HIGHER_IS_BETTER', 'CODEBOOK', 'MIN_SEEDS', 'RANG
            'SEED_PPL', 'SEED_PSNR', 'SEED_BARS', 'read_run', 'find_runs', 'arm_of', 'label', 'value', 'final',
            'group_runs', 'frontier_runs', 'seeds_of', 'mean_ci', 'compare', 'holm', 'fmt', 'fmt_ci', 'epochs_label',
            'fmt_seeds', 'stats_table', 'against_base', 'comparison_table', 'epochs_to', 'reach_table',
-           'diagnostic_rows', 'diagnostic_table', 'seconds_per_epoch', 'images_per_epoch', 'bench_ratio', 'cost_table',
-           'bars_table', 'frontier_table']
+           'diagnostic_rows', 'diagnostic_table', 'rerun_table', 'seconds_per_epoch', 'images_per_epoch', 'bench_ratio',
+           'cost_table', 'bars_table', 'frontier_table']
 
 # %% ../nbs/05_analysis.ipynb #f96ae6b0
 def _load(path:Path, parse, what:str):
@@ -256,6 +256,23 @@ def diagnostic_table(groups:dict, arms=('vqema', 'ba', 'ba_restart', 'ba_uniform
         for e, d in rows.items(): lines.append(f'| {label(arm)} K={K} | {n} | {e} | ' + ' | '.join(fmt(d.get(k), '.3g') for k in DIAGNOSTIC) + ' |')
     if len(lines) == 2: return f'No run at K={K} logged the dead-code diagnostic yet.'
     return '\n'.join(lines + ['', 'Stranded: dead codes farther from every test vector than the mean distortion; gap: squared distance to the nearest test vector / mean distortion.'])
+
+# %% ../nbs/05_analysis.ipynb #b7e1a002
+def _origin(r:dict) -> str:
+    "The machine and commit that started the run `r`, from its record's provenance."
+    p = next((p for p in r['record'].get('provenance', []) if p.get('what') == 'start'), {})
+    return f"{p.get('machine', 'machine not recorded').split(';')[0]}, `{p.get('code', '?')}`"
+
+def rerun_table(records:list[dict], reruns:list[dict], keys=('test_psnr', 'test_perplexity', 'test_dead_codes')) -> str:
+    "Markdown: each rerun beside the record of the same run folder (same config and seed): the last epoch's `keys`, record -> rerun (difference)."
+    by = {r['dir'].name: r for r in records}
+    lines = ['| run | epochs | record: machine, commit | rerun: machine, commit | ' + ' | '.join(METRICS.get(k, k) for k in keys) + ' |', '|---' * (4 + len(keys)) + '|']
+    for b in reruns:
+        a = by.get(b['dir'].name)
+        if not a or not a['metrics'] or not b['metrics'] or a['metrics'][-1]['epoch'] != b['metrics'][-1]['epoch']: continue
+        cell = lambda k: f"{fmt(final(a, k), '.4g')} -> {fmt(final(b, k), '.4g')} ({fmt(final(b, k) - final(a, k), '+.3g')})"
+        lines.append(f"| {b['dir'].name} | {b['metrics'][-1]['epoch']} | {_origin(a)} | {_origin(b)} | " + ' | '.join(map(cell, keys)) + ' |')
+    return '\n'.join(lines) if len(lines) > 2 else 'No rerun has finished the epochs of its record yet.'
 
 # %% ../nbs/05_analysis.ipynb #1e1173ce
 def seconds_per_epoch(r:dict) -> float:
