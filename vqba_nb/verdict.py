@@ -100,11 +100,9 @@ def _mechanism(groups:dict, K:int=512, arm:str='ba') -> list[str]:
     return [f'- K={K}, {label(arm)}, {state(e0, d0)}; {state(e1, d1)}: {why}{early} {hedge}.']
 
 def dead_codes(groups:dict, Ks) -> list[str]:
-    "Question 5's diagnostic bullets: BA-VQ at each K where it logged the diagnostic, then VQ-EMA there for contrast; pending at the seed's K if none did."
+    "Question 5's diagnostic bullets: BA-VQ at each K where it logged the diagnostic (pending at the seed's K if it did nowhere), then VQ-EMA for contrast where it did."
     have = lambda arm: [K for K in Ks if diagnostic_rows(groups.get((arm, K), []))]
-    ba = have('ba')
-    if not ba: return _mechanism(groups, SEED_K)
-    return [b for K in ba for b in _mechanism(groups, K)] + [b for K in have('vqema') if K in ba for b in _mechanism(groups, K, 'vqema')]
+    return ([b for K in have('ba') for b in _mechanism(groups, K)] or _mechanism(groups, SEED_K)) + [b for K in have('vqema') for b in _mechanism(groups, K, 'vqema')]
 
 def _same_story(groups:dict, Ks=(256, 512)) -> list[str]:
     "Bullets: the sign of BA-VQ minus VQ-EMA in perplexity and PSNR at each K, and whether they agree."
