@@ -207,7 +207,7 @@ def repo_results_untouched():
     ours = {(yaml.safe_load(f.read_text()) or {}).get('name') for f in (REPO / 'sweeps').glob('*.yaml')}
     def status() -> set[str] | None:
         r = subprocess.run(['git', '-C', str(REPO), 'status', '--porcelain', '--untracked-files=all', 'results'], capture_output=True, text=True)
-        return {l for l in r.stdout.splitlines() if l[3:].split('/')[1:2] and l[3:].split('/')[1] not in ours} if r.returncode == 0 else None
+        return {l for l in r.stdout.splitlines() if l[3:].split('/')[1] not in ours} if r.returncode == 0 else None   # results/<sweep>/...
     before, names = status(), set(os.listdir(REPO / 'results')) - ours
     yield
     after = status()

@@ -155,8 +155,8 @@ def report(runs:list[dict], title:str, figs=(), bench:dict|None=None) -> str:
     notes = [f"- {r['name']}: skipped {r['skipped']} malformed line(s) of metrics.jsonl" for r in runs if r['skipped']]
     notes += [f"- {r['name']}: no finished epoch yet, left out" for r in runs if not r['metrics']]
     # the dead-code diagnostic at the seed's K (or why it is missing), then at every other K where a run logged it
-    diag = [t for K in sorted({K for _, K in groups} | {SEED_K}, reverse=True)
-            if (t := diagnostic_table(groups, K=K)) and (K == SEED_K or not t.startswith('No run'))]
+    tabs = {K: diagnostic_table(groups, K=K) for K in sorted({K for _, K in groups} | {SEED_K}, reverse=True)}
+    diag = [t for K, t in tabs.items() if K == SEED_K or not t.startswith('No run')]
     return '\n'.join([f'# Analysis of {title}', '', f'{len(runs)} run(s): {len(groups)} arm(s) by K, {sum(map(len, fr.values()))} frontier run(s). '
                       'Metrics of the last epoch on the whole test set.', '',
                       '## Final metrics', '', stats_table(groups), '', '## Against VQ-EMA', '', comparison_table(groups), '',
