@@ -9,7 +9,7 @@ import torch
 
 # %% auto #0
 __all__ = ['code_counts', 'entropy', 'counts_perplexity', 'perplexity', 'usage_rate', 'dead_codes', 'CodeUsage', 'DeadCodeProbe',
-           'psnr_per_image', 'psnr']
+           'psnr_per_image', 'psnr', 'psnr_of_mse']
 
 # %% ../nbs/01_metrics.ipynb #55ea7798
 def code_counts(indices:torch.Tensor, # code indices, any shape
@@ -92,11 +92,19 @@ class DeadCodeProbe:
         return out
 
 # %% ../nbs/01_metrics.ipynb #a6e34be0
-def psnr_per_image(x:torch.Tensor, x_hat:torch.Tensor) -> torch.Tensor:
+def psnr_per_image(x:torch.Tensor, x_hat:torch.Tensor,
+                   bits:int|None=None # round the reconstruction to 2**bits - 1 levels first (8: the 8-bit images CVQ-VAE's PSNR is computed on); None: as it is
+                  ) -> torch.Tensor:
     "PSNR in dB of each image (B,), for images in [0, 1]; the reconstruction is clamped to [0, 1]."
-    mse = (x_hat.clamp(0, 1) - x).pow(2).flatten(1).mean(1)
+    x_hat = x_hat.clamp(0, 1)
+    if bits: x_hat = (x_hat * (2 ** bits - 1)).round() / (2 ** bits - 1)
+    mse = (x_hat - x).pow(2).flatten(1).mean(1)
     return 10 * torch.log10(1 / mse.clamp_min(1e-10))
 
 def psnr(x:torch.Tensor, x_hat:torch.Tensor) -> float:
     "Mean over images of the per-image PSNR (dB), images in [0, 1]."
     return psnr_per_image(x, x_hat).mean().item()
+
+def psnr_of_mse(mse:float) -> float:
+    "PSNR (dB) of a mean squared error of images in [0, 1]: the dataset-MSE PSNR when `mse` is the whole set's mean (sonnet's way)."
+    return 10 * math.log10(1 / max(mse, 1e-10))

@@ -201,7 +201,8 @@ def machine(device:str='cpu') -> str:
     return f'{hw}; torch {torch.__version__}; {torch.get_num_threads()} threads'
 
 def code_version() -> str|None:
-    "`git describe --always --dirty` of the package's repository, or None outside a git checkout."
+    "`git describe --always --dirty` of the package's repository; outside a git checkout $VQBA_CODE_VERSION (a copy sent to a GPU machine), else None."
+    if os.environ.get('VQBA_CODE_VERSION'): return os.environ['VQBA_CODE_VERSION']
     try: r = subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=Path(vqba_nb.__file__).parent, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError): return None
     return r.stdout.strip() or None

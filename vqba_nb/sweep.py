@@ -226,8 +226,8 @@ def _tier_worker(args):
 def tier_main(argv:list[str]|None=None):
     "Entry point of scripts/full_tier.py: measure one epoch, choose the parallelism, run the pending runs of the sweep on one device."
     import concurrent.futures as cf, multiprocessing as mp, torch
-    p = ArgumentParser(prog='full_tier', description='Run a sweep (default sweeps/full.yaml) on one device, several runs sharing it, within a time budget.')
-    p.add_argument('--sweep', default='sweeps/full.yaml', help='sweep YAML file (default: sweeps/full.yaml)')
+    p = ArgumentParser(prog='full_tier', description='Run the pending runs of one or more sweeps (default sweeps/full.yaml) on one device, several runs sharing it, within a time budget.')
+    p.add_argument('--sweep', nargs='+', default=['sweeps/full.yaml'], help='sweep YAML file(s) (default: sweeps/full.yaml); the pending runs of several share the device, in the order given')
     p.add_argument('--device', help='cuda, cuda:N or cpu (default: cuda where it is available, else cpu)')
     p.add_argument('--budget-s', type=float, default=600., help='seconds the tier may take: the parallelism is chosen to fit, and no run starts after it (default 600)')
     p.add_argument('--max-parallel', type=int, default=16, help='most runs sharing the device (default 16)')
@@ -240,10 +240,10 @@ def tier_main(argv:list[str]|None=None):
         if a.max_parallel < 1: raise UserError(f'--max-parallel must be at least 1, got {a.max_parallel}')
         if not a.results: raise UserError('--results needs a folder (default: results)')
         device = a.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-        runs = _on_device(expand_sweep(a.sweep, a.epochs), device)
+        runs = _on_device([r for s in a.sweep for r in expand_sweep(s, a.epochs)], device)
         _check_results(a.results, runs)
         pending = [(i, n, c) for i, (n, c) in enumerate(runs) if run_status(c, a.results) != 'recorded']
-        print(f'{a.sweep}: {len(runs)} runs, {len(runs) - len(pending)} recorded, {len(pending)} to run on {device}', flush=True)
+        print(f"{', '.join(a.sweep)}: {len(runs)} runs, {len(runs) - len(pending)} recorded, {len(pending)} to run on {device}", flush=True)
         if not pending: return
         t_start = time.time()
         epoch_s, peak_mb = probe_epoch(pending[0][2])

@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from .core import UserError, fail, ArgumentParser
 from . import dist
 from .data import load_cifar10, synthetic_cifar, Batches
-from .metrics import CodeUsage, DeadCodeProbe, psnr_per_image
+from .metrics import CodeUsage, DeadCodeProbe, psnr_per_image, psnr_of_mse
 from .quantizers import CodebookQuantizer, to_vectors
 from .model import build_quantizer
 from .model import VQVAE, recon_loss, param_groups
@@ -26,23 +26,26 @@ __all__ = ['evaluate', 'Interrupted', 'load_data', 'Trainer', 'flushed_denormals
 # %% ../nbs/04b_train.ipynb #4c1370bd
 @torch.inference_mode()
 def evaluate(model:VQVAE, batches:Batches, batch_images:int=128) -> tuple[dict, torch.Tensor]:
-    "Test metrics (loss, PSNR, code usage, the dead-code diagnostic) over all of `batches`, and the code counts (K,)."
+    "Test metrics (loss, PSNR three ways, code usage, the dead-code diagnostic) over all of `batches`, and the code counts (K,)."
     was_training = model.training
     model.eval()
     q = model.quantizer
     usage = CodeUsage(q.K, batch_images)
     probe = DeadCodeProbe(q.codebook) if isinstance(q, CodebookQuantizer) else None   # codes chosen by distance
-    n, rec, ql, ps = 0, 0., 0., 0.
+    n, rec, ql, ps, ps8, se = 0, 0., 0., 0., 0., 0.
     for x in batches.epoch(0):
         out = model(x)
         if probe:
             v = to_vectors(out.z_e)
             probe.update(v, out.indices.flatten(), q.eval_prior(v) if hasattr(q, 'eval_prior') else None)
         rec += recon_loss(x, out.x_hat).item() * len(x); ql += out.q_loss.item() * len(x)
-        ps += psnr_per_image(x + 0.5, out.x_hat + 0.5).sum().item(); n += len(x)
+        img, img_hat = x + 0.5, out.x_hat + 0.5                                    # (B,3,32,32) in [0, 1]
+        ps += psnr_per_image(img, img_hat).sum().item(); ps8 += psnr_per_image(img, img_hat, bits=8).sum().item()
+        se += (img_hat.clamp(0, 1) - img).pow(2).flatten(1).mean(1).sum().item(); n += len(x)
         usage.update(out.indices)
     model.train(was_training)
-    m = {'test_recon_loss': rec / n, 'test_loss': (rec + ql) / n, 'test_psnr': ps / n, **usage.summary()}
+    m = {'test_recon_loss': rec / n, 'test_loss': (rec + ql) / n, 'test_psnr': ps / n, 'test_psnr_8bit': ps8 / n,
+         'test_psnr_dataset': psnr_of_mse(se / n), **usage.summary()}
     if probe: m.update(probe.summary(usage.counts, getattr(q, 'beta_per_unit', None)))
     return {f'test_{k}' if not k.startswith('test_') else k: v for k, v in m.items()}, usage.counts
 
