@@ -153,7 +153,7 @@ def frontier_owners(rate, # (n,) bits per latent of every point
         else: out.append(Stretch(r[j], r[j + 1], ms))
     return out
 
-# %% ../nbs/01a_rd.ipynb #e33e474a
+# %% ../nbs/01a_rd.ipynb #576eb8e4
 class SeedRange(NamedTuple):
     "The range of a delta over seeds, or the reason there is none."
     lo: float|None
