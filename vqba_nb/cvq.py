@@ -19,7 +19,7 @@ def last_argmax(s:torch.Tensor, dim:int) -> torch.Tensor:
     "Index of the largest entry of `s` along `dim`, the last one among equals (as the reference's `sort(...)[1][-1]`)."
     return s.shape[dim] - 1 - s.flip(dim).argmax(dim)
 
-# %% ../nbs/02h_cvq.ipynb #803d26c9
+# %% ../nbs/02h_cvq.ipynb #c155dd8d
 class CVQQuantizer(CodebookQuantizer):
     "CVQ-VAE's online clustered codebook (Zheng and Vedaldi 2023, arXiv 2307.15139; lyndonzheng/CVQ-VAE `quantise.py`): a codebook learnt by the codebook loss whose little-used codes are pulled to anchors drawn from the batch's encoder vectors."
     def __init__(self, K:int=512, dim:int=64,
@@ -34,9 +34,9 @@ class CVQQuantizer(CodebookQuantizer):
                  seed:int=0):
         if init not in ('uniform', 'normal', 'data'): raise ValueError(f"init must be 'uniform', 'normal' or 'data', got {init!r}")
         super().__init__(K, dim, decay, 1e-5, 'data' if init == 'data' else 'normal', seed, learn='grad')
-        if commitment < 0: raise ValueError(f'commitment must be >= 0, got {commitment}')
-        if vq_scale <= 0: raise ValueError(f'vq_scale must be > 0, got {vq_scale}')
-        if anchor_scale < 0 or anchor_eps < 0: raise ValueError(f'anchor_scale and anchor_eps must be >= 0, got {anchor_scale}, {anchor_eps}')
+        if not commitment >= 0: raise ValueError(f'commitment must be >= 0, got {commitment}')
+        if not vq_scale > 0: raise ValueError(f'vq_scale must be > 0, got {vq_scale}')
+        if not (anchor_scale >= 0 and anchor_eps >= 0): raise ValueError(f'anchor_scale and anchor_eps must be >= 0, got {anchor_scale}, {anchor_eps}')
         if distance not in ('cos', 'l2'): raise ValueError(f"distance must be 'cos' or 'l2', got {distance!r}")
         if anchor not in ('closest', 'probrandom'):
             raise ValueError(f"anchor must be 'closest' or 'probrandom', got {anchor!r} (the reference's 'random' feature pool is not implemented)")
