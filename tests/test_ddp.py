@@ -17,7 +17,8 @@ TINY20 = ['data.synthetic=true', f'data.subset={32 * STEPS}', 'data.test_subset=
           'model.n_hid=16', 'model.n_res=1', 'quantizer.K=32', 'quantizer.dim=8', 'wandb.mode=disabled', 'train.threads=1',
           'train.epochs=1', '--quiet']
 ARMS = {'vqema': ['quantizer.type=vqema'], 'vqema_restart': ['quantizer.type=vqema', 'quantizer.restart_threshold=1.0'],
-        'ba': ['quantizer.type=ba'], 'ba_balanced': ['quantizer.type=balanced'], 'kmeans': ['quantizer.type=kmeans']}
+        'ba': ['quantizer.type=ba'], 'ba_balanced': ['quantizer.type=balanced'], 'kmeans': ['quantizer.type=kmeans'],
+        'cvq': ['quantizer.type=cvq', 'quantizer.anchor=probrandom']}
 
 
 def launch(nproc: int, args: list[str], cwd: Path, script=REPO / 'scripts' / 'train.py', **kw) -> subprocess.Popen:
