@@ -19,7 +19,7 @@ def last_argmax(s:torch.Tensor, dim:int) -> torch.Tensor:
     "Index of the largest entry of `s` along `dim`, the last one among equals (as the reference's `sort(...)[1][-1]`)."
     return s.shape[dim] - 1 - s.flip(dim).argmax(dim)
 
-# %% ../nbs/02h_cvq.ipynb #c155dd8d
+# %% ../nbs/02h_cvq.ipynb #2b55d594
 class CVQQuantizer(CodebookQuantizer):
     "CVQ-VAE's online clustered codebook (Zheng and Vedaldi 2023, arXiv 2307.15139; lyndonzheng/CVQ-VAE `quantise.py`): a codebook learnt by the codebook loss whose little-used codes are pulled to anchors drawn from the batch's encoder vectors."
     def __init__(self, K:int=512, dim:int=64,
@@ -47,7 +47,13 @@ class CVQQuantizer(CodebookQuantizer):
             with torch.no_grad(): self.codebook.uniform_(-1 / K, 1 / K, generator=g)
         self.register_buffer('usage', torch.zeros(K))   # p_k: EMA of the fraction of the batch's vectors coded by k
         if anchor == 'probrandom':   # the draws' RNG is state: a resumed run draws the same anchors
-            self.register_buffer('anchor_rng', torch.Generator().manual_seed(seed + 1).get_state())
+            self._rng = torch.Generator().manual_seed(seed + 1)    # on the host: a draw reads nothing back from the device
+            self.register_buffer('anchor_rng', self._rng.get_state())   # its copy for checkpoints, written when the state is saved
+            self.register_load_state_dict_post_hook(lambda m, keys: m._rng.set_state(m.anchor_rng.cpu()) and None)   # a loaded state resumes its draws
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        if self.anchor == 'probrandom': self.anchor_rng.copy_(self._rng.get_state())
+        super()._save_to_state_dict(destination, prefix, keep_vars)
 
     def similarity(self, v:torch.Tensor, e:torch.Tensor) -> torch.Tensor:
         "(N,K) closeness of vectors `v` (N,D) to codes `e` (K,D), larger is closer: cosine, or minus the squared distance."
@@ -62,9 +68,9 @@ class CVQQuantizer(CodebookQuantizer):
     def anchors(self, v:torch.Tensor, s:torch.Tensor) -> torch.Tensor:
         "One anchor per code (K,D) among the rows of `v` (N,D), from their similarities `s` (N,K): the closest row, or one drawn with softmax(s[:, k])."
         if self.anchor == 'closest': return v[last_argmax(s, 0)]
-        g = torch.Generator(); g.set_state(self.anchor_rng.cpu())
-        u = torch.rand(s.shape, generator=g, dtype=s.dtype).to(s.device)   # (N,K); same draws on every process
-        self.anchor_rng.copy_(g.get_state())
+        seed = int(torch.randint(2**62, (), generator=self._rng))   # the host's generator: the same seed on every process
+        g = torch.Generator(s.device).manual_seed(seed)
+        u = torch.rand(s.shape, generator=g, device=s.device, dtype=s.dtype)   # (N,K), drawn where s is
         return v[last_argmax(s - (-u.log()).log(), 0)]   # Gumbel-max: row j with probability softmax(s[:, k])_j
 
     @torch.no_grad()
