@@ -18,7 +18,7 @@ TINY20 = ['data.synthetic=true', f'data.subset={32 * STEPS}', 'data.test_subset=
           'train.epochs=1', '--quiet']
 ARMS = {'vqema': ['quantizer.type=vqema'], 'vqema_restart': ['quantizer.type=vqema', 'quantizer.restart_threshold=1.0'],
         'ba': ['quantizer.type=ba'], 'ba_balanced': ['quantizer.type=balanced'], 'kmeans': ['quantizer.type=kmeans'],
-        'vqema_rotation': ['quantizer.type=vqema_rotation']}
+        'vqema_rotation': ['quantizer.type=vqema_rotation'], 'cvq': ['quantizer.type=cvq', 'quantizer.anchor=probrandom']}
 
 
 def launch(nproc: int, args: list[str], cwd: Path, script=REPO / 'scripts' / 'train.py', **kw) -> subprocess.Popen:

@@ -15,9 +15,9 @@ from .runs import parse_metrics
 
 # %% auto #0
 __all__ = ['ARMS', 'METRICS', 'HIGHER_IS_BETTER', 'CODEBOOK', 'MIN_SEEDS', 'RANGES', 'DIAGNOSTIC', 'SEED_K', 'SEED_EPOCHS',
-           'SEED_PPL', 'SEED_PSNR', 'SEED_BARS', 'read_run', 'find_runs', 'arm_of', 'label', 'value', 'final',
-           'group_runs', 'frontier_runs', 'seeds_of', 'mean_ci', 'compare', 'holm', 'fmt', 'fmt_ci', 'epochs_label',
-           'fmt_seeds', 'stats_table', 'against_base', 'comparison_table', 'epochs_to', 'reach_table',
+           'SEED_PPL', 'SEED_PSNR', 'SEED_BARS', 'read_run', 'find_runs', 'arm_of', 'label', 'arm_style', 'value',
+           'final', 'group_runs', 'frontier_runs', 'seeds_of', 'mean_ci', 'compare', 'holm', 'fmt', 'fmt_ci',
+           'epochs_label', 'fmt_seeds', 'stats_table', 'against_base', 'comparison_table', 'epochs_to', 'reach_table',
            'diagnostic_rows', 'diagnostic_table', 'rerun_table', 'seconds_per_epoch', 'images_per_epoch', 'bench_ratio',
            'cost_table', 'bars_table', 'frontier_table']
 
@@ -52,7 +52,7 @@ def find_runs(exp_dir) -> list[dict]:
 # %% ../nbs/05_analysis.ipynb #a07e5fe0
 ARMS = {'identity': 'continuous', 'vqema': 'VQ-EMA', 'vqema_restart': 'VQ-EMA + restart', 'kmeans': 'k-means VQ-VAE', 'gumbel': 'Gumbel',
         'fsq': 'FSQ', 'ba': 'BA-VQ', 'ba_restart': 'BA-VQ + restart', 'ba_uniform': 'BA uniform prior', 'ba_balanced': 'balanced (OptVQ Sinkhorn)',
-        'frontier': 'BA-VQ, constant beta'}
+        'frontier': 'BA-VQ, constant beta', 'vqema_rotation': 'VQ-EMA + rotation trick', 'simvq': 'SimVQ', 'cvq': 'CVQ-VAE (online clustered)'}
 
 def arm_of(cfg:dict) -> str:
     "The arm of a run (a key of `ARMS`, or its quantizer type when unknown), from its config."
@@ -68,6 +68,11 @@ def arm_of(cfg:dict) -> str:
 def label(arm:str) -> str:
     "The readable name of an arm (the arm itself if it has none)."
     return ARMS.get(arm, arm)
+
+def arm_style(arm:str, K:int=512) -> dict:
+    "Matplotlib style of an arm in every figure: one colour per arm, dashed for K=256 and dotted for other K below 512."
+    i = list(ARMS).index(arm) if arm in ARMS else len(ARMS) + sum(map(ord, arm)) % 5
+    return {'color': f'C{i % 10}', 'linestyle': '-' if K >= 512 else ('--' if K == 256 else ':')}
 
 # %% ../nbs/05_analysis.ipynb #f9cd5c50
 METRICS = {'test_perplexity': 'perplexity', 'used_codes': 'used codes', 'test_dead_codes': 'dead codes', 'test_psnr': 'PSNR (dB)', 'mse': 'MSE'}

@@ -133,7 +133,7 @@ def rd_frontier_table(summary:dict) -> str:
 def plot_rd(summary:dict):
     "PSNR against bits per latent (top axis: bits per pixel): one curve per method, each seed as a small dot, the continuous model as the ceiling, the frontier dotted."
     import matplotlib.pyplot as plt
-    from vqba_nb.report import _style
+    from vqba_nb.analysis import arm_style as _style
     fig, ax = plt.subplots(figsize=(9, 5.5), layout='constrained')
     ys = []
     for arm, m in summary['methods'].items():

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 from .core import ArgumentParser, UserError, fail
-from .analysis import ARMS, CODEBOOK, SEED_K, label, value, final, find_runs, group_runs, frontier_runs, mean_ci, fmt, epochs_label
+from .analysis import ARMS, CODEBOOK, arm_style as _style, SEED_K, label, value, final, find_runs, group_runs, frontier_runs, mean_ci, fmt, epochs_label
 from .analysis import stats_table, comparison_table, reach_table, cost_table, bars_table, frontier_table, diagnostic_table
 from .verdict import verdict
 
