@@ -15,6 +15,7 @@ from .quantizers import Quantizer, IdentityQuantizer, VQEMAQuantizer
 from .ba import BAQuantizer, BalancedQuantizer
 from .baselines import KMeansQuantizer, GumbelQuantizer
 from .fsq import FSQQuantizer
+from .simvq import SimVQQuantizer
 
 # %% auto #0
 __all__ = ['QUANTIZERS', 'ResBlock', 'Encoder', 'Decoder', 'recon_loss', 'VQVAEOut', 'VQVAE', 'param_groups', 'quantizer_keys',
@@ -97,7 +98,7 @@ def param_groups(model:nn.Module, weight_decay:float) -> list[dict]:
     return [{'params': decay, 'weight_decay': weight_decay}, {'params': rest, 'weight_decay': 0.0}]
 
 # %% ../nbs/03_model.ipynb #62a29c34
-QUANTIZERS = {'identity': IdentityQuantizer, 'vqema': VQEMAQuantizer, 'ba': BAQuantizer, 'balanced': BalancedQuantizer, 'kmeans': KMeansQuantizer, 'gumbel': GumbelQuantizer, 'fsq': FSQQuantizer}
+QUANTIZERS = {'identity': IdentityQuantizer, 'vqema': VQEMAQuantizer, 'ba': BAQuantizer, 'balanced': BalancedQuantizer, 'kmeans': KMeansQuantizer, 'gumbel': GumbelQuantizer, 'fsq': FSQQuantizer, 'simvq': SimVQQuantizer}
 
 def quantizer_keys(kind:str) -> dict:
     "{key: default} of quantizer type `kind`: what its config section may set besides `type`."
