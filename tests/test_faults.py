@@ -106,7 +106,8 @@ def test_random_sigkills_then_resume_is_exact(tmp_path, reference, zygote):
      'quantizer.beta_start=10.0', 'quantizer.beta_end=1000.0'),
     ('quantizer.type=ba', 'quantizer.restart_threshold=8.0'),
     ('quantizer.type=fsq', 'quantizer.levels=[4,4,2]'),
-], ids=['vqema_restart', 'ba_balanced', 'ba_fast_path', 'ba_restart', 'fsq'])
+    ('quantizer.type=simvq',),
+], ids=['vqema_restart', 'ba_balanced', 'ba_fast_path', 'ba_restart', 'fsq', 'simvq'])
 def test_sigkills_resume_exact_restart_and_balanced(quant, tmp_path, reference, zygote):
     """The quantizers with extra state (the restart generator and step counter, for VQ-EMA and for BA-VQ; the balanced
     assignment's EMA codebook; FSQ's projections) and BA-VQ's default configuration (its fast path reuses buffers between steps, which must
