@@ -108,7 +108,8 @@ def test_random_sigkills_then_resume_is_exact(tmp_path, reference, zygote):
     ('quantizer.type=fsq', 'quantizer.levels=[4,4,2]'),
     ('quantizer.type=vqema_rotation',),
     ('quantizer.type=cvq', 'quantizer.anchor=probrandom'),
-], ids=['vqema_restart', 'ba_balanced', 'ba_fast_path', 'ba_restart', 'fsq', 'vqema_rotation', 'cvq'])
+    ('quantizer.type=simvq',),
+], ids=['vqema_restart', 'ba_balanced', 'ba_fast_path', 'ba_restart', 'fsq', 'vqema_rotation', 'cvq', 'simvq'])
 def test_sigkills_resume_exact_restart_and_balanced(quant, tmp_path, reference, zygote):
     """The quantizers with extra state (the restart generator and step counter, for VQ-EMA and for BA-VQ; the balanced
     assignment's EMA codebook; FSQ's projections) and BA-VQ's default configuration (its fast path reuses buffers between steps, which must

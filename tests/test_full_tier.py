@@ -1,6 +1,6 @@
 """The full tier's runner (scripts/full_tier.py), dry-run on the CPU with a tiny synthetic sweep: it measures one epoch,
 prints and follows its plan, records every run, skips them when run again, and starts nothing after its budget.
-Its real target, sweeps/full.yaml on a GPU, is only expanded here (170 runs, every arm, K 256/512/1024, 5 seeds)."""
+Its real target, sweeps/full.yaml on a GPU, is only expanded here (185 runs, every arm, K 256/512/1024, 5 seeds)."""
 from __future__ import annotations
 import os, re, subprocess, sys
 
@@ -70,7 +70,7 @@ def test_tier_bad_input(tmp_path):
 
 def test_full_sweep_covers_every_arm_at_three_codebook_sizes():
     runs = expand_sweep(REPO / 'sweeps' / 'full.yaml')
-    assert len(runs) == 170 and all(c.train.epochs == 30 for _, c in runs)
+    assert len(runs) == 185 and all(c.train.epochs == 30 for _, c in runs)
     arms = {(c.quantizer['type'], c.quantizer.get('restart_threshold', 0) > 0, c.quantizer.get('init'), c.quantizer.get('q_mode')) for _, c in runs}
     study = {(c.quantizer['type'], c.quantizer.get('restart_threshold', 0) > 0, c.quantizer.get('init'), c.quantizer.get('q_mode'))
              for _, c in expand_sweep(REPO / 'sweeps' / 'study.yaml')}

@@ -95,7 +95,7 @@ def quantizer_ms(qcfgs:dict, # name -> quantizer config section
 BENCH_QUANTIZERS = {   # name -> (config file next to --config, what to set on top of it; None: the file is required)
     'identity': ('identity.yaml', {'type': 'identity'}), 'vqema': ('vqema.yaml', {'type': 'vqema'}),
     'ba': ('ba.yaml', {'type': 'ba'}), 'ba_generic': ('ba.yaml', {'type': 'ba', 'fast': False}),
-    **{arm: (f'{arm}.yaml', None) for arm in ('vqema_restart', 'kmeans', 'gumbel', 'ba_balanced', 'ba_uniform', 'ba_restart', 'fsq', 'vqema_rotation', 'cvq')}}
+    **{arm: (f'{arm}.yaml', None) for arm in ('vqema_restart', 'kmeans', 'gumbel', 'ba_balanced', 'ba_uniform', 'ba_restart', 'fsq', 'vqema_rotation', 'cvq', 'simvq')}}
 
 def bench_quantizers(names, config_dir:Path) -> dict:
     "The quantizer config sections of `names`, from their files in `config_dir` (the built-in defaults where a file is missing)."

@@ -17,6 +17,7 @@ from .baselines import KMeansQuantizer, GumbelQuantizer
 from .fsq import FSQQuantizer
 from .rotation import RotationQuantizer
 from .cvq import CVQQuantizer
+from .simvq import SimVQQuantizer
 
 # %% auto #0
 __all__ = ['QUANTIZERS', 'ResBlock', 'Encoder', 'Decoder', 'recon_loss', 'VQVAEOut', 'VQVAE', 'param_groups', 'quantizer_keys',
@@ -100,7 +101,7 @@ def param_groups(model:nn.Module, weight_decay:float) -> list[dict]:
 
 # %% ../nbs/03_model.ipynb #62a29c34
 QUANTIZERS = {'identity': IdentityQuantizer, 'vqema': VQEMAQuantizer, 'ba': BAQuantizer, 'balanced': BalancedQuantizer, 'kmeans': KMeansQuantizer, 'gumbel': GumbelQuantizer, 'fsq': FSQQuantizer,
-              'vqema_rotation': RotationQuantizer, 'cvq': CVQQuantizer}
+              'vqema_rotation': RotationQuantizer, 'cvq': CVQQuantizer, 'simvq': SimVQQuantizer}
 
 def quantizer_keys(kind:str) -> dict:
     "{key: default} of quantizer type `kind`: what its config section may set besides `type`."
