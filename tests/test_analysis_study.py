@@ -14,7 +14,7 @@ from vqba_nb.analysis import arm_of, epochs_to, find_runs, holm
 from vqba_nb.data import CIFAR_VAR
 
 ANALYZE = REPO / 'scripts' / 'analyze.py'
-FIGURES = ['curves.png', 'operating_points.png', 'frontier.png', 'code_usage.png', 'ba_schedule.png', 'reconstructions.png']
+FIGURES = ['curves.png', 'rate_distortion.png', 'frontier.png', 'code_usage.png', 'ba_schedule.png', 'reconstructions.png']
 
 
 def analyze(args, cwd, timeout=120):
@@ -112,7 +112,7 @@ def test_analyze_results_end_to_end(study, tmp_path):
     assert '- K=512, perplexity: VQ-EMA ahead (BA-VQ minus VQ-EMA = -275, 95% CI [' in v and 'significant (Holm-adjusted Welch p' in v
     assert "BA-VQ takes 1.30x VQ-EMA's wall time per epoch" in v
     assert 'VQ-EMA + restart minus BA-VQ = +315' in v and 'a first look, not evidence' in v
-    assert '- pending: VQ-EMA + restart K=512 seed(s) 1, 2; k-means VQ-VAE K=512 seed(s) 1, 2; FSQ K=512 (none yet).' in v
+    assert '- pending: VQ-EMA + restart K=512 seed(s) 1, 2; k-means VQ-VAE K=512 seed(s) 1, 2; FSQ K=512 (none yet); VQ-EMA + rotation trick K=512 (none yet);' in v
     assert 'Perplexity goes from 300 at beta=0.3 to 100 at beta=1000' in v
 
 
@@ -134,7 +134,7 @@ def test_analyze_results_out_and_one_seed(tmp_path):
     assert '- pending: VQ-EMA K=512 seed(s) 1, 2; BA-VQ K=512 seed(s) 1, 2.' in rep
     assert 'the continuous (identity) run at 10 epochs, the ceiling of the architecture, is pending' in rep
     assert 'pending: the frontier needs at least two constant-beta BA-VQ records' in rep
-    assert {'curves.png', 'operating_points.png', 'reconstructions.png'} <= {p.name for p in (tmp_path / 'out').iterdir()}
+    assert {'curves.png', 'rate_distortion.png', 'reconstructions.png'} <= {p.name for p in (tmp_path / 'out').iterdir()}
 
 
 def test_analyze_results_bad_input(tmp_path):
@@ -156,8 +156,8 @@ def test_analyze_results_bad_input(tmp_path):
 def test_analyze_help_shows_defaults(tmp_path):
     r = analyze(['--help'], tmp_path)
     text = ' '.join(r.stdout.split())
-    assert r.returncode == 0 and '--results DIR folder of committed run records' in text and '(default: experiments)' in text, r.stdout
-    assert '--out DIR folder for report.md and the PNGs (default: <experiment or results folder>/analysis)' in text, r.stdout
+    assert r.returncode == 0 and '--results DIR [DIR ...] folder(s) of committed run records' in text and '(default: experiments)' in text, r.stdout
+    assert '--out DIR folder for report.md, rd.json and the PNGs (default: <experiment or results folder>/analysis;' in text, r.stdout
 
 
 def test_holm_by_hand():
@@ -179,7 +179,7 @@ def test_epochs_to_by_hand(tmp_path):
 
 
 def test_arms_of_the_study_configs():
-    "Each of the study's 40 runs is classified from its resolved config, and the arm matches the run's name."
+    "Each of the study's 53 runs is classified from its resolved config, and the arm matches the run's name."
     from vqba_nb.sweep import expand_sweep
     runs = expand_sweep(REPO / 'sweeps' / 'study.yaml')
     for name, cfg in runs:
@@ -187,6 +187,25 @@ def test_arms_of_the_study_configs():
         want = 'frontier' if short.startswith('frontier-') else short.split('-K')[0]
         assert arm_of(dataclasses.asdict(cfg)) == want, name
     assert {arm_of(dataclasses.asdict(c)) for _, c in runs} == {'vqema', 'ba', 'identity', 'vqema_restart', 'kmeans', 'gumbel', 'ba_balanced',
-                                                                 'ba_uniform', 'ba_restart', 'fsq', 'frontier'}
+                                                                 'ba_uniform', 'ba_restart', 'fsq', 'frontier', 'vqema_rotation', 'cvq', 'simvq'}
+    assert len(runs) == 53
     assert arm_of({'quantizer': {'type': 'ba', 'q_mode': 'ema'}}) == 'ba'
     assert arm_of({'quantizer': {'type': 'vqema', 'restart_threshold': 0.0}}) == 'vqema'
+
+
+def test_analyze_two_record_folders_rate_distortion(study, tmp_path):
+    "`--results results/study results/rd`: the curves join the K=512 seeds with the other K's; rd.json, its figure and question 9."
+    rd = tmp_path / 'results' / 'rd'
+    for K, ppl_v, ppl_b, pv, pb in [(128, 110., 90., 23.6, 23.4), (1024, 800., 170., 25.0, 23.9)]:
+        record(rd, f'vqema-K{K}-s0', {'type': 'vqema', 'K': K}, 0, pv, ppl_v, fill(0))
+        record(rd, f'ba-K{K}-s0', {'type': 'ba', 'K': K, 'q_mode': 'batch', 'schedule': 'linear'}, 0, pb, ppl_b, fill(0))
+    r = analyze(['--results', study, rd, '--out', tmp_path / 'both'], tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads((tmp_path / 'both' / 'rd.json').read_text())
+    vq = out['methods']['vqema']['points']
+    assert [p['K'] for p in vq] == [128, 512, 1024] and vq[1]['seeds'] == [0, 1, 2] and abs(vq[1]['psnr'] - np.mean(VQ_PSNR)) < 1e-9
+    bd = out['methods']['ba']['bd_psnr']
+    assert bd['value'] is not None and bd['lo'] == pytest.approx(math.log2(110.)) and 'seed_range' in out['methods']['ba']
+    rep = (tmp_path / 'both' / 'report.md').read_text()
+    assert rep.index('## Rate-distortion') < rep.index('## Final metrics') and (tmp_path / 'both' / 'rate_distortion.png').is_file()
+    assert '**9. At equal rate, does BA-VQ reconstruct better than VQ-EMA' in rep and f"BD-PSNR {bd['value']:+.2f} dB" in rep

@@ -12,10 +12,11 @@ from .core import ArgumentParser, UserError, fail
 from .analysis import ARMS, CODEBOOK, arm_style as _style, SEED_K, label, value, final, find_runs, group_runs, frontier_runs, mean_ci, fmt, epochs_label
 from .analysis import stats_table, comparison_table, reach_table, cost_table, bars_table, frontier_table, diagnostic_table
 from .verdict import verdict
+from .rd_study import rd_summary, rd_table, rd_frontier_table, plot_rd, write_rd_json
 
 # %% auto #0
-__all__ = ['CURVES', 'band', 'plot_curves', 'plot_operating_points', 'plot_frontier', 'plot_code_usage', 'plot_ba_schedule',
-           'plot_reconstructions', 'figures', 'report', 'analyze', 'main']
+__all__ = ['CURVES', 'band', 'plot_curves', 'plot_frontier', 'plot_code_usage', 'plot_ba_schedule', 'plot_reconstructions',
+           'figures', 'report', 'analyze', 'default_out', 'main']
 
 # %% ../nbs/05a_report.ipynb #8b579c48
 CURVES = {'test_perplexity': 'perplexity (whole test set)', 'used_codes': 'codes used (test set)', 'test_psnr': 'test PSNR (dB)', 'train_loss': 'train loss'}
@@ -57,26 +58,6 @@ def plot_curves(groups:dict, keys=tuple(CURVES)):
         ax.set_xlabel('epoch'); ax.set_title(CURVES.get(k, k), fontsize=10)
     for ax in axes.flat[len(keys):]: ax.set_axis_off()
     _legend(fig, axes.flat)
-    return fig
-
-# %% ../nbs/05a_report.ipynb #71e45f1d
-def plot_operating_points(groups:dict):
-    "log2 perplexity (bits per latent) against PSNR, one point per run, with the continuous model's PSNR as the ceiling."
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 5), layout='constrained')
-    for (arm, K), rs in groups.items():
-        if arm == 'identity':
-            c = mean_ci([final(r, 'test_psnr') for r in rs])
-            ax.axhline(c['mean'], color='k', lw=1, label=f"continuous (ceiling): {fmt(c['mean'], '.2f')} dB, n={len(rs)}, {epochs_label(rs)} epochs")
-            continue
-        x = [math.log2(final(r, 'test_perplexity')) if final(r, 'test_perplexity') > 0 else math.nan for r in rs]
-        ax.scatter(x, [final(r, 'test_psnr') for r in rs], color=_style(arm, K)['color'], marker='o' if K >= 512 else 's',
-                   label=f'{label(arm)} K={K} (n={len(rs)})', alpha=0.8)
-    for K in sorted({K for a, K in groups if a != 'identity'}):
-        ax.axvline(math.log2(K), color='grey', ls=':', lw=1)
-        ax.annotate(f'log2 {K}', (math.log2(K), 0.02), xycoords=('data', 'axes fraction'), fontsize=8, color='grey', ha='right')
-    ax.set_xlabel('log2 perplexity (bits per latent)'); ax.set_ylabel('test PSNR (dB)'); ax.set_title('operating points, last epoch', fontsize=10)
-    ax.legend(fontsize=8, loc='best')
     return fig
 
 # %% ../nbs/05a_report.ipynb #5a00000a
@@ -141,17 +122,19 @@ def plot_reconstructions(groups:dict, fr:dict|None=None):
     return fig
 
 # %% ../nbs/05a_report.ipynb #50217210
-def figures(runs:list[dict]) -> dict:
-    "{name: matplotlib figure or None} of every figure of the report."
-    groups, fr = group_runs(runs), frontier_runs(runs)
-    return {'curves': plot_curves(groups) if groups else None, 'operating_points': plot_operating_points(groups) if groups else None,
+def figures(runs:list[dict], rd:dict|None=None) -> dict:
+    "{name: matplotlib figure or None} of every figure of the report; `rd`: the runs' `rd_summary` (computed if not given)."
+    groups, fr, rd = group_runs(runs), frontier_runs(runs), rd or rd_summary(runs)
+    return {'curves': plot_curves(groups) if groups else None, 'rate_distortion': plot_rd(rd) if rd['methods'] else None,
             'frontier': plot_frontier(fr), 'code_usage': plot_code_usage(groups), 'ba_schedule': plot_ba_schedule(groups),
             'reconstructions': plot_reconstructions(groups, fr)}
 
-def report(runs:list[dict], title:str, figs=(), bench:dict|None=None) -> str:
-    "The markdown report of `runs`: tables, verdict (its cost from the benchmark JSON `bench`, if given), what was skipped, and links to the figures named in `figs`."
-    groups, fr = group_runs(runs), frontier_runs(runs)
+def report(runs:list[dict], title:str, figs=(), bench:dict|None=None, rd:dict|None=None) -> str:
+    "The markdown report of `runs`: the rate-distortion study, tables, verdict (its cost from the benchmark JSON `bench`, if given), what was skipped, and links to the figures named in `figs`."
+    groups, fr, rd = group_runs(runs), frontier_runs(runs), rd or rd_summary(runs)
     img = lambda n: [f'![{n}]({n}.png)', ''] if n in figs else []
+    rd_part = ([rd_table(rd), '', *img('rate_distortion'), rd_frontier_table(rd)] if rd['methods'] else
+               [f"No run of {rd['epochs']} epochs: no rate-distortion curves (they are drawn from runs of the seed's protocol)."])
     notes = [f"- {r['name']}: skipped {r['skipped']} malformed line(s) of metrics.jsonl" for r in runs if r['skipped']]
     notes += [f"- {r['name']}: no finished epoch yet, left out" for r in runs if not r['metrics']]
     # the dead-code diagnostic at the seed's K (or why it is missing), then at every other K where a run logged it
@@ -159,61 +142,69 @@ def report(runs:list[dict], title:str, figs=(), bench:dict|None=None) -> str:
     diag = [t for K, t in tabs.items() if K == SEED_K or not t.startswith('No run')]
     return '\n'.join([f'# Analysis of {title}', '', f'{len(runs)} run(s): {len(groups)} arm(s) by K, {sum(map(len, fr.values()))} frontier run(s). '
                       'Metrics of the last epoch on the whole test set.', '',
+                      '## Rate-distortion: which quantizer reconstructs best at equal rate', '', *rd_part, '',
                       '## Final metrics', '', stats_table(groups), '', '## Against VQ-EMA', '', comparison_table(groups), '',
                       '## Utilization over training', '', *img('curves'), reach_table(groups), '',
                       '## Why codes die', '', *[l for t in diag for l in (t, '')],
-                      '## Operating points', '', *img('operating_points'), '## Cost', '', cost_table(groups, bench), '',
+                      '## Cost', '', cost_table(groups, bench), '',
                       "## The seed's bars", '', bars_table(groups), '', '## The beta frontier', '',
                       frontier_table(fr) if fr else 'No constant-beta BA-VQ runs.', '', *img('frontier'),
-                      '## Verdict', '', verdict(groups, fr, bench), '', *(['## Skipped', '', *notes, ''] if notes else []),
+                      '## Verdict', '', verdict(groups, fr, bench, rd), '', *(['## Skipped', '', *notes, ''] if notes else []),
                       '## More figures', '', *[l for n in ('code_usage', 'ba_schedule', 'reconstructions') for l in img(n)]])
 
 # %% ../nbs/05a_report.ipynb #745f4728
-def analyze(src:str|Path, # a run, an experiment or a records folder
-            out_dir:str|Path|None=None, # where to write (default: <src>/analysis)
+def analyze(src:str|Path|list, # a run, an experiment or a records folder, or several (e.g. results/study and results/rd)
+            out_dir:str|Path|None=None, # where to write (default: <src>/analysis; for several folders, analysis/ in their common parent)
             bench:str|Path|None=None # a benchmark JSON (scripts/bench.py --json) for the verdict's cost
            ) -> str:
-    "report.md and the figures of a run, an experiment or a records folder, written to `out_dir` (default `<src>/analysis`)."
+    "report.md, rd.json and the figures of runs, an experiment or records folders, written to `out_dir` (default `<src>/analysis`)."
     import matplotlib.pyplot as plt
-    src = Path(src)
-    runs = find_runs(src)
-    if not any(r['metrics'] for r in runs): raise UserError(f'no run under {src} has finished an epoch yet (metrics.jsonl is empty)')
+    srcs = [Path(s) for s in (src if isinstance(src, (list, tuple)) else [src])]
+    runs = [r for s in srcs for r in find_runs(s)]
+    if not any(r['metrics'] for r in runs): raise UserError(f"no run under {', '.join(map(str, srcs))} has finished an epoch yet (metrics.jsonl is empty)")
     b = None
     if bench is not None:
         try: b = json.loads(Path(bench).read_text())
         except (OSError, ValueError) as e: raise UserError(f'benchmark file {bench} is not readable JSON ({type(e).__name__}); give another with --bench, or none') from None
         if not isinstance(b, dict) or not isinstance(b.get('runs', {}), dict) or not all(isinstance(v, dict) for v in b.get('runs', {}).values()):
             raise UserError(f'benchmark file {bench} is not a benchmark (scripts/bench.py --json writes one: a mapping with runs); give another with --bench, or none')
-    out = Path(out_dir or src / 'analysis')
+    out = Path(out_dir or default_out(srcs))
     try:
         out.mkdir(parents=True, exist_ok=True)
-        figs = {n: f for n, f in figures(runs).items() if f is not None}
+        rd = rd_summary(runs); write_rd_json(rd, out / 'rd.json')
+        figs = {n: f for n, f in figures(runs, rd).items() if f is not None}
         for name, fig in figs.items(): fig.savefig(out / f'{name}.png', dpi=110); plt.close(fig)
-        text = report(runs, src.resolve().name, figs, b)
+        text = report(runs, ' + '.join(s.resolve().name for s in srcs), figs, b, rd)
         (out / 'report.md').write_text(text)
     except OSError as e: raise UserError(f'cannot write the analysis to {out} ({e.strerror or e}); choose another folder with --out') from None
     return text
 
 # %% ../nbs/05a_report.ipynb #e132040d
+def default_out(srcs:list[Path]) -> Path:
+    "Where the analysis of `srcs` goes by default: <src>/analysis for one folder, analysis/ in the common parent of several (results/analysis)."
+    if len(srcs) == 1: return srcs[0] / 'analysis'
+    import os
+    return Path(os.path.commonpath([s.resolve() for s in srcs])) / 'analysis'
+
 def main(argv:list[str]|None=None):
     "Entry point of `vqba-analyze` and scripts/analyze.py."
     p = ArgumentParser(prog='analyze.py',
                                 description='Tables, figures and a verdict for a run, a sweep (--experiment) or committed run records (--results).')
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument('--experiment', metavar='NAME', help='run or sweep name under --root (or a path to one)')
-    src.add_argument('--results', metavar='DIR', help='folder of committed run records, e.g. results/study')
+    src.add_argument('--results', metavar='DIR', nargs='+', help='folder(s) of committed run records, e.g. results/study results/rd')
     p.add_argument('--root', metavar='DIR', default='experiments', help='where experiments live; used with --experiment')
-    p.add_argument('--out', metavar='DIR', help='folder for report.md and the PNGs (default: <experiment or results folder>/analysis)')
+    p.add_argument('--out', metavar='DIR', help='folder for report.md, rd.json and the PNGs (default: <experiment or results folder>/analysis; for several results folders, analysis/ in their parent)')
     p.add_argument('--bench', metavar='FILE', help="benchmark JSON for the verdict's cost (default: the newest benchmarks/*.json here, if any)")
     if 'matplotlib.pyplot' not in sys.modules: __import__('matplotlib').use('Agg')   # files only, no display
     try:
         a = p.parse_args(argv)
         for flag in ('experiment', 'results', 'root', 'out', 'bench'):
-            if getattr(a, flag) == '': raise UserError(f'--{flag} needs a value (it was given an empty one)')
-        if a.results: src = Path(a.results)
+            if getattr(a, flag) == '' or getattr(a, flag) == ['']: raise UserError(f'--{flag} needs a value (it was given an empty one)')
+        if a.results: src = [Path(r) for r in a.results]
         else: src = Path(a.experiment) if Path(a.experiment).is_dir() and not (Path(a.root) / a.experiment).is_dir() else Path(a.root) / a.experiment
         bench = a.bench or max(Path('benchmarks').glob('*.json'), default=None)
         text = analyze(src, a.out, bench)
     except UserError as e: fail(e)
     print(text)
-    print(f"\nwritten to {Path(a.out or src / 'analysis')}")
+    print(f"\nwritten to {Path(a.out or default_out(src if isinstance(src, list) else [src]))}")

@@ -9,6 +9,7 @@ import numpy as np
 from scipy import stats
 from .analysis import (METRICS, HIGHER_IS_BETTER, MIN_SEEDS, SEED_K, label, final, fmt, mean_ci, compare, holm, seconds_per_epoch,
                               diagnostic_rows, epochs_label, seeds_of)
+from .rd_study import rd_answer
 
 # %% auto #0
 __all__ = ['QUESTIONS', 'BA_FAMILY', 'dead_codes', 'operating_points', 'pareto', 'bench_cost', 'verdict']
@@ -63,10 +64,11 @@ def _frontier_verdict(fr:dict) -> list[str]:
 
 # %% ../nbs/05b_verdict.ipynb #e4492ca1
 QUESTIONS = ('Does BA-VQ use the codebook better than VQ-EMA?', 'At what cost in PSNR and compute?',
-             'Does BA-VQ beat the fixes (dead-code restart, k-means initialisation) and FSQ?',
+             'Does BA-VQ beat the fixes (dead-code restart, k-means initialisation, the rotation trick, CVQ-VAE, SimVQ) and FSQ?',
              "Which ingredient matters: the rate term (BA-VQ vs a uniform prior), or balance (vs the balanced assignment)?",
              "Why do BA-VQ's codes die, and does restart rescue it?", 'How does beta shape utilization?',
-             'Does K=256 tell the same story as K=512?', 'Which method is best on the frontier of quality against bits?')
+             'Does K=256 tell the same story as K=512?', 'Which method is best on the frontier of quality against bits?',
+             'At equal rate, does BA-VQ reconstruct better than VQ-EMA, and which method gives the best reconstruction at each rate?')
 BA_FAMILY = ('ba', 'ba_uniform', 'ba_balanced', 'ba_restart')
 
 def _mechanism(groups:dict, K:int=512, arm:str='ba') -> list[str]:
@@ -160,7 +162,16 @@ def bench_cost(bench:dict|None) -> list[str]:
     if math.isfinite(ips('ba_generic')): out += f" ({fmt(ips('vqema') / ips('ba_generic'), '.2f')}x by the generic path)"
     return [out + '.']
 
-def verdict(groups:dict, fr:dict|None=None, bench:dict|None=None) -> str:
+def _at_equal_rate(rd:dict|None) -> list[str]:
+    "Question 2's reading at equal rate: BA-VQ's BD-PSNR against VQ-EMA, where the rate-distortion study has one."
+    d = ((rd or {}).get('methods', {}).get('ba') or {}).get('bd_psnr') or {}
+    if d.get('value') is None: return []
+    return [f"- at equal rate the PSNR cost is smaller: BD-PSNR {fmt(d['value'], '+.2f')} dB over {fmt(d['lo'], '.2f')}-{fmt(d['hi'], '.2f')} bits "
+            "per latent (question 9): at one K, BA-VQ also runs at a lower rate."]
+
+def verdict(groups:dict, fr:dict|None=None, bench:dict|None=None,
+            rd:dict|None=None # the rate-distortion study's summary (`rd_summary`), for question 9
+           ) -> str:
     "The study's questions, answered from the numbers and hedged by the statistics; `bench`: a benchmark's JSON for the cost."
     Ks = list(dict.fromkeys(K for a, K in groups if a in ('vqema', 'ba'))) or [SEED_K]
     def ask(base, arms, keys, extra=lambda K: [], Ks=Ks):
@@ -175,12 +186,13 @@ def verdict(groups:dict, fr:dict|None=None, bench:dict|None=None) -> str:
                 f"({fmt(s['ba'], '.0f')} vs {fmt(s['vqema'], '.0f')} s, wall times of the runs themselves; see the cost table for the machines)."]
     # the fixes and ablations are weighed at the K's where any of them ran (the study runs them at K=512 only); before any has, at the seed's K
     at = lambda arms: [K for K in Ks if any((a, K) in groups for a in arms)] or [SEED_K if SEED_K in Ks else min(Ks)]
-    fixes, ablations = ['vqema_restart', 'kmeans', 'fsq'], ['ba_uniform', 'ba_balanced']
-    answers = [ask('vqema', ['ba'], ['test_perplexity', 'used_codes']), ask('vqema', ['ba'], ['test_psnr'], compute) + bench_cost(bench),
+    fixes, ablations = ['vqema_restart', 'kmeans', 'fsq', 'vqema_rotation', 'cvq', 'simvq'], ['ba_uniform', 'ba_balanced']
+    answers = [ask('vqema', ['ba'], ['test_perplexity', 'used_codes']), ask('vqema', ['ba'], ['test_psnr'], compute) + bench_cost(bench) + _at_equal_rate(rd),
                ask('ba', fixes, ['test_perplexity', 'test_psnr'], Ks=at(fixes)),
                ask('ba', ablations, ['test_perplexity', 'test_psnr'], Ks=at(ablations)),
                dead_codes(groups, Ks) + ask('ba', ['ba_restart'], ['used_codes', 'test_psnr'], Ks=at(['ba_restart'])), _frontier_verdict(fr or {}),
-               _same_story(groups), _frontier_of_arms(groups)]
+               _same_story(groups), _frontier_of_arms(groups),
+               ['- ' + b for b in rd_answer(rd)] if rd else ['- pending: no rate-distortion summary given (the analysis of results/study with results/rd builds it).']]
     parts = []
     for i, (q, bullets) in enumerate(zip(QUESTIONS, answers), 1): parts += [f'**{i}. {q}**', '', *bullets, '']
     return '\n'.join(parts).rstrip()
