@@ -156,7 +156,7 @@ def test_analyze_results_bad_input(tmp_path):
 def test_analyze_help_shows_defaults(tmp_path):
     r = analyze(['--help'], tmp_path)
     text = ' '.join(r.stdout.split())
-    assert r.returncode == 0 and '--results DIR [DIR ...] folder(s) of committed run records' in text and '(default: experiments)' in text, r.stdout
+    assert r.returncode == 0 and '--results DIR [DIR ...] folder(s) of committed run records' in text and 'the first makes the tables and verdict' in text and '(default: experiments)' in text, r.stdout
     assert '--out DIR folder for report.md, rd.json and the PNGs (default: <experiment or results folder>/analysis;' in text, r.stdout
 
 
@@ -209,3 +209,4 @@ def test_analyze_two_record_folders_rate_distortion(study, tmp_path):
     rep = (tmp_path / 'both' / 'report.md').read_text()
     assert rep.index('## Rate-distortion') < rep.index('## Final metrics') and (tmp_path / 'both' / 'rate_distortion.png').is_file()
     assert '**9. At equal rate, does BA-VQ reconstruct better than VQ-EMA' in rep and f"BD-PSNR {bd['value']:+.2f} dB" in rep
+    assert 'K=128' not in rep.split('## Final metrics')[1].split('## Verdict')[0]   # the second folder adds curve points, not table rows

@@ -153,15 +153,16 @@ def report(runs:list[dict], title:str, figs=(), bench:dict|None=None, rd:dict|No
                       '## More figures', '', *[l for n in ('code_usage', 'ba_schedule', 'reconstructions') for l in img(n)]])
 
 # %% ../nbs/05a_report.ipynb #745f4728
-def analyze(src:str|Path|list, # a run, an experiment or a records folder, or several (e.g. results/study and results/rd)
+def analyze(src:str|Path|list, # a run, an experiment or a records folder; or several: the first makes the tables and verdict, all of them the rate-distortion curves (results/study results/rd)
             out_dir:str|Path|None=None, # where to write (default: <src>/analysis; for several folders, analysis/ in their common parent)
             bench:str|Path|None=None # a benchmark JSON (scripts/bench.py --json) for the verdict's cost
            ) -> str:
     "report.md, rd.json and the figures of runs, an experiment or records folders, written to `out_dir` (default `<src>/analysis`)."
     import matplotlib.pyplot as plt
     srcs = [Path(s) for s in (src if isinstance(src, (list, tuple)) else [src])]
-    runs = [r for s in srcs for r in find_runs(s)]
-    if not any(r['metrics'] for r in runs): raise UserError(f"no run under {', '.join(map(str, srcs))} has finished an epoch yet (metrics.jsonl is empty)")
+    by_src = [find_runs(s) for s in srcs]
+    runs, every = by_src[0], [r for rs in by_src for r in rs]
+    if not any(r['metrics'] for r in every): raise UserError(f"no run under {', '.join(map(str, srcs))} has finished an epoch yet (metrics.jsonl is empty)")
     b = None
     if bench is not None:
         try: b = json.loads(Path(bench).read_text())
@@ -171,7 +172,7 @@ def analyze(src:str|Path|list, # a run, an experiment or a records folder, or se
     out = Path(out_dir or default_out(srcs))
     try:
         out.mkdir(parents=True, exist_ok=True)
-        rd = rd_summary(runs); write_rd_json(rd, out / 'rd.json')
+        rd = rd_summary(every); write_rd_json(rd, out / 'rd.json')
         figs = {n: f for n, f in figures(runs, rd).items() if f is not None}
         for name, fig in figs.items(): fig.savefig(out / f'{name}.png', dpi=110); plt.close(fig)
         text = report(runs, ' + '.join(s.resolve().name for s in srcs), figs, b, rd)
@@ -192,7 +193,7 @@ def main(argv:list[str]|None=None):
                                 description='Tables, figures and a verdict for a run, a sweep (--experiment) or committed run records (--results).')
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument('--experiment', metavar='NAME', help='run or sweep name under --root (or a path to one)')
-    src.add_argument('--results', metavar='DIR', nargs='+', help='folder(s) of committed run records, e.g. results/study results/rd')
+    src.add_argument('--results', metavar='DIR', nargs='+', help='folder(s) of committed run records, e.g. results/study; with more folders (results/study results/rd) the first makes the tables and verdict, all of them the rate-distortion curves')
     p.add_argument('--root', metavar='DIR', default='experiments', help='where experiments live; used with --experiment')
     p.add_argument('--out', metavar='DIR', help='folder for report.md, rd.json and the PNGs (default: <experiment or results folder>/analysis; for several results folders, analysis/ in their parent)')
     p.add_argument('--bench', metavar='FILE', help="benchmark JSON for the verdict's cost (default: the newest benchmarks/*.json here, if any)")
