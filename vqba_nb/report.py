@@ -9,26 +9,32 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 from .core import ArgumentParser, UserError, fail
-from .analysis import ARMS, CODEBOOK, arm_style as _style, SEED_K, label, value, final, find_runs, group_runs, frontier_runs, mean_ci, fmt, epochs_label
+from .analysis import ARMS, CODEBOOK, RANGES, arm_style as _style, SEED_K, label, value, final, seeds_of, find_runs, group_runs, frontier_runs, mean_ci, fmt, epochs_label
 from .analysis import stats_table, comparison_table, reach_table, cost_table, bars_table, frontier_table, diagnostic_table
 from .verdict import verdict
 from .rd_study import rd_summary, rd_table, rd_frontier_table, plot_rd, write_rd_json
 
 # %% auto #0
-__all__ = ['CURVES', 'band', 'plot_curves', 'plot_frontier', 'plot_code_usage', 'plot_ba_schedule', 'plot_reconstructions',
-           'figures', 'report', 'analyze', 'default_out', 'main']
+__all__ = ['CURVES', 'LINESTYLES', 'band', 'plot_curves', 'plot_frontier', 'plot_code_usage', 'plot_ba_schedule',
+           'plot_reconstructions', 'figures', 'report', 'analyze', 'default_out', 'main']
 
 # %% ../nbs/05a_report.ipynb #8b579c48
-CURVES = {'test_perplexity': 'perplexity (whole test set)', 'used_codes': 'codes used (test set)', 'test_psnr': 'test PSNR (dB)', 'train_loss': 'train loss'}
+CURVES = {'test_perplexity': 'perplexity (whole test set)', 'used_codes': 'codes used (test set)', 'test_psnr': 'test PSNR (dB)', 'train_loss': 'train loss (log scale)'}
+
+def _range(key:str, K:int) -> tuple:
+    "(lo, hi) that metric `key` can take at codebook size K: RANGES, as the tables clip to; a loss is >= 0."
+    lo, hi = RANGES.get(key, (0., math.inf) if key.endswith('loss') else (-math.inf, math.inf))
+    return (K if lo == 'K' else lo), (K if hi == 'K' else hi)
 
 def band(rs:list[dict], key:str) -> tuple:
-    "(epochs, mean, lo, hi) of metric `key` over the runs `rs`, per epoch up to the shortest run; lo, hi NaN with one run."
+    "(epochs, mean, lo, hi) of metric `key` over the runs `rs`, per epoch up to the shortest run; lo, hi: the 95% t-band clipped to the metric's range, NaN with one run."
     n = min(len(r['metrics']) for r in rs)
     y = np.array([[value(r['metrics'][e], key, r['K']) for e in range(n)] for r in rs], float)   # (runs, epochs)
     x = np.array([rs[0]['metrics'][e]['epoch'] for e in range(n)])
     m = y.mean(0)
     h = stats.t.ppf(0.975, len(rs) - 1) * y.std(0, ddof=1) / math.sqrt(len(rs)) if len(rs) > 1 else np.full(n, math.nan)
-    return x, m, m - h, m + h
+    r = _range(key, rs[0]['K'])
+    return x, m, np.clip(m - h, *r), np.clip(m + h, *r)
 
 def _style(arm:str, K:int) -> dict:
     "One colour per arm, dashed for K=256 and dotted for other K below 512."
@@ -36,15 +42,18 @@ def _style(arm:str, K:int) -> dict:
     return {'color': f'C{i % 10}', 'linestyle': '-' if K >= 512 else ('--' if K == 256 else ':')}
 
 # %% ../nbs/05a_report.ipynb #b17bc4cc
-def _legend(fig, axes):
-    "One legend for the whole figure, below the panels."
+LINESTYLES = 'line style: solid K ≥ 512, dashed K = 256, dotted other K'   # arm_style: one colour per arm, the style gives K
+
+def _legend(fig, axes, ncol:int=3):
+    "One legend for the whole figure, below the panels, its title saying what the line styles mean."
     seen = {}
     for ax in axes:
         for h, l in zip(*ax.get_legend_handles_labels()): seen.setdefault(l, h)
-    if seen: fig.legend(list(seen.values()), list(seen), loc='outside lower center', ncol=min(3, len(seen)), fontsize=8, frameon=False)
+    if seen: fig.legend(list(seen.values()), list(seen), loc='outside lower center', ncol=min(ncol, len(seen)), fontsize=8, frameon=False,
+                         title=LINESTYLES, title_fontsize=8)
 
 def plot_curves(groups:dict, keys=tuple(CURVES)):
-    "Panels (2 a row) of per-epoch metrics: mean over seeds per arm, 95% band, against epoch."
+    "Panels (2 a row) of per-epoch metrics: mean over seeds per arm, 95% band (clipped to the metric's range), against epoch; the train loss on a log scale."
     import matplotlib.pyplot as plt
     keys = [k for k in keys if any(not math.isnan(value(r['metrics'][0], k, r['K'])) for rs in groups.values() for r in rs)]
     rows = math.ceil(len(keys) / 2)
@@ -56,6 +65,7 @@ def plot_curves(groups:dict, keys=tuple(CURVES)):
             ax.plot(x, m, marker='o', ms=3, label=f'{label(arm)} K={K} (n={len(rs)})', **_style(arm, K))
             if len(rs) > 1: ax.fill_between(x, lo, hi, alpha=0.15, color=_style(arm, K)['color'])
         ax.set_xlabel('epoch'); ax.set_title(CURVES.get(k, k), fontsize=10)
+        if k == 'train_loss': ax.set_yscale('log')   # k-means' first epoch would flatten the others
     for ax in axes.flat[len(keys):]: ax.set_axis_off()
     _legend(fig, axes.flat)
     return fig
@@ -69,21 +79,24 @@ def plot_frontier(fr:dict):
     b = list(fr)
     for ax, (k, name) in zip(axes, [('test_perplexity', 'perplexity'), ('used_codes', 'codes used'), ('test_psnr', 'test PSNR (dB)')]):
         ax.plot(b, [mean_ci([final(r, k) for r in rs])['mean'] for rs in fr.values()], marker='o', color=_style('ba', 512)['color'])
-        ax.set_xscale('log'); ax.set_xlabel('beta (constant)'); ax.set_title(name, fontsize=10)
+        ax.set_xscale('log'); ax.set_xlabel('beta (constant; units of the running hard distortion)', fontsize=9); ax.set_title(name, fontsize=10)
     fig.suptitle(f"BA-VQ at constant beta, K={next(iter(fr.values()))[0]['K']}, {epochs_label([r for rs in fr.values() for r in rs])} epochs", fontsize=10)
     return fig
 
 # %% ../nbs/05a_report.ipynb #0373cc58
 def plot_code_usage(groups:dict):
-    "Sorted code frequencies at the last evaluation, per arm (mean over seeds), log scale; None without counts."
+    "Sorted code frequencies at the last evaluation, per arm (the mean over its seeds, rank by rank), log scale; None without counts."
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 4.5), layout='constrained')
+    fig, ax = plt.subplots(figsize=(9, 6.5), layout='constrained')
     for (arm, K), rs in groups.items():
-        cs = [np.sort(r['counts'])[::-1] / r['counts'].sum() for r in rs if arm != 'identity' and r['counts'] is not None and r['counts'].sum() > 0]
-        if cs and len({len(c) for c in cs}) == 1: ax.plot(np.arange(1, len(cs[0]) + 1), np.mean(cs, 0), label=f'{label(arm)} K={K}', **_style(arm, K))
+        rs = [r for r in rs if arm != 'identity' and r['counts'] is not None and r['counts'].sum() > 0]
+        cs = [np.sort(r['counts'])[::-1] / r['counts'].sum() for r in rs]   # per seed: (K,) frequencies, most used first
+        if not cs or len({len(c) for c in cs}) > 1: continue
+        who = f'mean over {len(cs)} seeds' if len(cs) > 1 else f'seed {seeds_of(rs)[0]}'
+        ax.plot(np.arange(1, len(cs[0]) + 1), np.mean(cs, 0), label=f'{label(arm)} K={K}, {who}', **_style(arm, K))
     if not ax.lines: plt.close(fig); return None
-    ax.set_yscale('log'); ax.set_xlabel('code rank'); ax.set_ylabel('frequency (test set)'); ax.set_title('code usage, sorted', fontsize=10)
-    ax.legend(fontsize=8)
+    ax.set_yscale('log'); ax.set_xlabel('code rank'); ax.set_ylabel('frequency (test set)'); ax.set_title('code usage at the last epoch, sorted', fontsize=10)
+    _legend(fig, [ax], ncol=2)   # below the axes, where it covers no curve
     return fig
 
 def plot_ba_schedule(groups:dict):
