@@ -363,7 +363,7 @@ BAD_INPUTS: dict[str, tuple[Cli | Api, list[str]]] = {   # case -> (command line
     'analyze_out_under_a_file': (analyze('--results', 'rec/ok', '--out', 'afile/analysis'), ['cannot write the analysis to afile/analysis']),
     'analyze_both_sources': (analyze('--results', 'rec/ok', '--experiment', 'x'), ['--experiment', 'not allowed with', '--results']),
     'analyze_unknown_flag': (analyze('--results', 'rec/ok', '--bogus'), ['unrecognized arguments', '--bogus']),
-    'analyze_flag_without_value': (analyze('--results'), ['--results', 'expected one argument']),
+    'analyze_flag_without_value': (analyze('--results'), ['--results', 'expected at least one argument']),
     'analyze_results_empty_value': (analyze('--results', ''), ['--results needs a value (it was given an empty one)']),
     'analyze_experiment_empty_value': (analyze('--experiment', ''), ['--experiment needs a value (it was given an empty one)']),
     **{f'analyze_bench_{k}': (analyze('--results', 'rec/ok', '--bench', f'bench_{k}.json', '--out', 'analysis_out'),   # nothing in --out

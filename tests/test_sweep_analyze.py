@@ -171,9 +171,9 @@ def test_shipped_sweeps_expand():
     assert len(comp) == 12 and {c.quantizer['type'] for _, c in comp} == {'vqema', 'ba'} and all(c.train.epochs == 3 for _, c in comp)
     study = expand_sweep(REPO / 'sweeps' / 'study.yaml')
     names = [n for n, _ in study]
-    assert len(study) == 40 and names[:2] == ['study/vqema-K512-s0', 'study/ba-K512-s0']
+    assert len(study) == 53 and names[:2] == ['study/vqema-K512-s0', 'study/ba-K512-s0']
     main = [c for n, c in study if not n.startswith('study/frontier-')]
-    assert len(main) == 34 and all(c.train.epochs == 10 and c.data.batch_size == 128 for c in main)
+    assert len(main) == 47 and all(c.train.epochs == 10 and c.data.batch_size == 128 for c in main)
     frontier = [c for n, c in study if n.startswith('study/frontier-')]
     assert sorted(c.quantizer['beta_end'] for c in frontier) == [0.3, 1.0, 3.0, 10.0, 30.0, 1000.0]
     assert all(c.train.epochs == 3 and c.quantizer['schedule'] == 'constant' for c in frontier)

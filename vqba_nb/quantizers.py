@@ -93,13 +93,9 @@ class CodebookQuantizer(Quantizer):
         self.register_load_state_dict_post_hook(lambda m, keys: setattr(m, '_init_seen', False))   # a loaded state may be uninitialised
         if restart_threshold:   # the restart RNG and step counter are state: a resumed run restarts the same codes
             self._restart_gen = torch.Generator().manual_seed(seed + 1)              # on the host: a draw reads nothing back from a GPU
-            self.register_buffer('restart_rng', self._restart_gen.get_state())      # its copy for checkpoints, written when the state is saved
+            self.register_buffer('restart_rng', self._restart_gen.get_state())      # its copy for checkpoints (host to device only)
             self.register_buffer('restart_step', torch.tensor(0))
             self.register_load_state_dict_post_hook(lambda m, keys: m._restart_gen.set_state(m.restart_rng.cpu()) and None)   # a loaded state resumes its draws
-
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
-        if getattr(self, '_restart_gen', None) is not None: self.restart_rng.copy_(self._restart_gen.get_state())
-        super()._save_to_state_dict(destination, prefix, keep_vars)
 
     @torch.no_grad()
     def init_from(self, v:torch.Tensor):
@@ -136,7 +132,7 @@ class CodebookQuantizer(Quantizer):
         "Every `restart_every` steps, codes whose EMA count is below `restart_threshold` move to random rows of `v` (N,D); returns how many moved."
         v = dist.all_rows(v)                                                 # the whole batch: every process draws the same rows
         pick = torch.randint(len(v), (self.K,), generator=self._restart_gen).to(v.device)   # K draws every step: the RNG stream does not depend on the data
-        self.restart_step += 1
+        self.restart_rng.copy_(self._restart_gen.get_state()); self.restart_step += 1       # every process's buffers stay equal
         dead = (self.ema_count < self.restart_threshold) & (self.restart_step % self.restart_every == 0)   # (K,), no host sync
         new = v[pick]                                                        # (K,D) candidate positions
         self.codebook.copy_(torch.where(dead[:, None], new, self.codebook))
