@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_bench.ipynb #08d7b2dc
 from __future__ import annotations
-import argparse, json, os, re, resource, statistics, time, typing
+import argparse, json, os, re, statistics, time, typing
 from pathlib import Path
 import torch
 from .core import UserError, fail, ArgumentParser
@@ -12,12 +12,12 @@ from .data import load_cifar10, synthetic_cifar, Batches, CIFAR_DIR, data_root
 from .model import build_quantizer
 from .model import VQVAE, param_groups
 from .config import config_from_dict, read_yaml
-from .runs import machine
+from .runs import machine, peak_rss_mb
 from .train import Trainer, evaluate, flushed_denormals
 
 # %% auto #0
 __all__ = ['BENCH_QUANTIZERS', 'PILCifar', 'time_interleaved', 'reference_pipeline', 'project_pipeline', 'quantizer_ms',
-           'bench_quantizers', 'bench_data', 'peak_rss_mb', 'bench', 'format_table', 'parse_args', 'main']
+           'bench_quantizers', 'bench_data', 'bench', 'format_table', 'parse_args', 'main']
 
 # %% ../nbs/06_bench.ipynb #2ba39084
 class PILCifar(torch.utils.data.Dataset):
@@ -114,10 +114,6 @@ def bench_data(data_dir, n_images:int, eval_images:int):
     root = data_root(data_dir)
     if (root / CIFAR_DIR).is_dir(): return load_cifar10(root, 'train', False)[0][:n_images], load_cifar10(root, 'test', False)[0][:eval_images], 'CIFAR-10'
     return synthetic_cifar(n_images, 1)[0], synthetic_cifar(eval_images, 2)[0], 'synthetic'
-
-def peak_rss_mb() -> float:
-    "Peak resident memory of this process so far, MB (Linux reports KB)."
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 # %% ../nbs/06_bench.ipynb #c3f9e8b2
 def bench(config:str|None='configs/base.yaml', device:str='cpu', data_dir:str|None=None, n_images:int=5120, warmup:int=3, steps:int=10,

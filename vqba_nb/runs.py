@@ -4,7 +4,7 @@
 
 # %% ../nbs/04a_runs.ipynb #4f3fcbc4
 from __future__ import annotations
-import json, os, platform, shutil, socket, subprocess, sys, time, warnings
+import json, os, platform, resource, shutil, socket, subprocess, sys, time, warnings
 import vqba_nb
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +17,7 @@ from .config import Config
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'CKPT_KEYS', 'RECORD_FILES', 'RunDir', 'save_atomic', 'resume_path', 'load_checkpoint', 'wandb_mode',
            'Logger', 'parse_metrics', 'read_metrics', 'RunLock', 'claim_run_folder', 'write_atomic', 'machine',
-           'code_version', 'note_provenance', 'record_epochs', 'write_record', 'record_finished']
+           'peak_rss_mb', 'code_version', 'note_provenance', 'record_epochs', 'write_record', 'record_finished']
 
 # %% ../nbs/04a_runs.ipynb #47ec822b
 class RunDir:
@@ -199,6 +199,10 @@ def machine(device:str='cpu') -> str:
         names = [l.split(':', 1)[1].strip() for l in info.read_text().splitlines() if l.startswith('model name')] if info.is_file() else []
         hw = f"{names[0] if names else platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     return f'{hw}; torch {torch.__version__}; {torch.get_num_threads()} threads'
+
+def peak_rss_mb() -> float:
+    "Peak resident memory of this process so far, MB (Linux reports KB)."
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 def code_version() -> str|None:
     "`git describe --always --dirty` of the package's repository; outside a git checkout $VQBA_CODE_VERSION (a copy sent to a GPU machine), else None."

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from .core import UserError, fail, ArgumentParser
 from .config import Config, merge_configs, apply_overrides, config_from_dict, read_yaml, resume_config
-from .runs import RunDir, RunLock, load_checkpoint, read_metrics, record_finished, write_record
+from .runs import RunDir, RunLock, load_checkpoint, read_metrics, record_finished, write_record, peak_rss_mb
 from .train import run, _check_device, Interrupted
 
 # %% auto #0
@@ -209,7 +209,6 @@ def choose_parallel(epoch_s:float, # one epoch of one run alone on the device, s
 def probe_epoch(cfg:Config) -> tuple[float, float]:
     "Seconds and peak memory (MB: the GPU's on CUDA, else the process's) of one epoch of `cfg` alone, in a throwaway run folder."
     import tempfile, torch
-    from vqba_nb.bench import peak_rss_mb
     dev = torch.device(cfg.train.device)
     if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev)
     with tempfile.TemporaryDirectory() as t:
