@@ -45,7 +45,7 @@ import vqba_nb.runs as R
 import vqba_nb.sweep as SW
 import vqba_nb.train as T
 from vqba_nb.core import UserError
-from vqba_nb.model import build_quantizer, quantizer_keys
+from vqba_nb.registry import build_quantizer, quantizer_keys
 
 ENTRY = {'train': T.main, 'sweep': SW.sweep_main, 'analyze': RP.main, 'bench': BE.main}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import torch
 from .metrics import entropy
-from .quantizers import QuantOut, CodebookQuantizer, to_vectors, to_maps, sq_dists
+from .quantizers import QuantOut, CodebookQuantizer, to_vectors, to_maps, sq_dists, in_layout
 from .ba_fast import ba_hard_step
 from . import dist
 
@@ -97,7 +97,8 @@ class BAQuantizer(CodebookQuantizer):
                  restart_threshold:float=0., restart_every:int=1, # dead-code restart (codebook_update='ema'), as VQ-EMA
                  init:str='data', seed:int=0,
                  fast:bool=True): # train by closed forms where they apply (`fast_path`; same values); False: always the autograd path
-        super().__init__(K, dim, decay, eps, init, seed, 'grad' if codebook_update == 'grad' else 'ema', restart_threshold, restart_every)
+        super().__init__(K, dim, commitment=commitment, decay=decay, eps=eps, init=init, seed=seed, codebook_update=codebook_update,
+                         restart_threshold=restart_threshold, restart_every=restart_every)
         choices = {'schedule': ('constant', 'linear', 'cosine', 'exp'), 'dist_norm': ('none', 'dim', 'running'),
                    'q_mode': ('batch', 'ema', 'uniform'), 'assign': ('soft', 'hard_st', 'hard_soft_grad'), 'codebook_update': ('grad', 'ema')}
         for k, ok in choices.items():
@@ -196,7 +197,7 @@ class BAQuantizer(CodebookQuantizer):
     def forward(self, z_e):
         v = to_vectors(z_e)                                    # (N,D)
         self.maybe_init(v)
-        if not self.training: return self.hard(v, z_e, self.commitment)
+        if not self.training: return in_layout(self.hard(v), z_e)
         if self.fast_path: return self.forward_fast(v, z_e)
         e = self.codebook if self.codebook_update == 'grad' else self.codebook.clone()  # the EMA step writes in place
         d = sq_dists(v, e)                                     # (N,K), differentiable in z and (grad mode) e
@@ -231,7 +232,7 @@ class BalancedQuantizer(CodebookQuantizer):
                  commitment:float=0.25, # weight of ||z_e - sg(e_k)||^2 to the assigned code
                  decay:float=0.99, eps:float=1e-5, # codebook EMA, as VQ-EMA
                  init:str='data', seed:int=0):
-        super().__init__(K, dim, decay, eps, init, seed, 'ema')
+        super().__init__(K, dim, commitment=commitment, decay=decay, eps=eps, init=init, seed=seed)
         if tau <= 0: raise ValueError(f'tau must be > 0, got {tau}')
         if sinkhorn_iters < 1: raise ValueError(f'sinkhorn_iters must be at least 1, got {sinkhorn_iters}')
         if commitment < 0: raise ValueError(f'commitment must be >= 0, got {commitment}')
@@ -240,13 +241,13 @@ class BalancedQuantizer(CodebookQuantizer):
     def forward(self, z_e):
         v = to_vectors(z_e)                                    # (N,D)
         self.maybe_init(v)
-        if not self.training: return self.hard(v, z_e, self.commitment)
+        if not self.training: return in_layout(self.hard(v), z_e)
         with torch.no_grad():
             d = sq_dists(v.detach(), self.codebook)            # (N,K)
             m, _, b = sinkhorn_plan(d.sqrt(), self.tau, self.sinkhorn_iters)
             idx = plan_codes(m, b)
             agree = (idx == d.argmin(1)).float().mean()
-        out = self.hard(v, z_e, self.commitment, idx)
+        out = in_layout(self.hard(v, idx), z_e)
         self.ema_step(v, idx)
         out.stats['nearest_agree'] = agree
         return out

@@ -24,11 +24,10 @@ class KMeansQuantizer(CodebookQuantizer):
                  kmeans_iters:int=10, # k-means iterations at initialisation (kmeans2's default)
                  init:str='data', # 'data': k-means on the first training batch; 'normal': N(0,1)
                  seed:int=0):
-        super().__init__(K, dim, 0.99, 1e-5, init, seed, learn='grad')
-        if commitment < 0: raise ValueError(f'commitment must be >= 0, got {commitment}')
+        super().__init__(K, dim, commitment=commitment, init=init, seed=seed, codebook_update='grad')
         if vq_scale <= 0: raise ValueError(f'vq_scale must be > 0, got {vq_scale}')
         if kmeans_iters < 1: raise ValueError(f'kmeans_iters must be at least 1, got {kmeans_iters}')
-        self.commitment, self.vq_scale, self.kmeans_iters, self.seed = commitment, vq_scale, kmeans_iters, seed
+        self.vq_scale, self.kmeans_iters, self.seed = vq_scale, kmeans_iters, seed
 
     @torch.no_grad()
     def init_from(self, v:torch.Tensor):
@@ -42,12 +41,9 @@ class KMeansQuantizer(CodebookQuantizer):
         self.codebook.copy_(torch.as_tensor(c, dtype=v.dtype, device=v.device))
         self.initialized.fill_(True)
 
-    def forward(self, z_e):
-        v = to_vectors(z_e)                                   # (N,D)
-        self.maybe_init(v)
-        out = self.hard(v, z_e, self.commitment)
-        if not self.training: return out
-        codebook_loss = F.mse_loss(self.codebook[out.indices.flatten()], v.detach())   # the codebook's only teacher
+    def train_step(self, v):
+        out = self.hard(v)                                    # v (N,D): nearest codes, straight-through
+        codebook_loss = F.mse_loss(self.codebook[out.indices], v.detach())   # the codebook's only teacher
         return replace(out, loss=self.vq_scale * (out.loss + codebook_loss), stats={**out.stats, 'codebook_loss': codebook_loss.detach()})
 
 # %% ../nbs/02c_baselines.ipynb #9969079c
@@ -85,6 +81,9 @@ class GumbelQuantizer(Quantizer):
         return self.kl_weight * (1 - torch.cos(t * math.pi / 2))
 
     def forward(self, z_e):
+        C = self.features or self.dim
+        if z_e.ndim != 4 or z_e.shape[1] != C:   # its logits come from a 1x1 convolution over feature maps
+            raise ValueError(f'GumbelQuantizer reads (B,{C},H,W) feature maps (features={self.features}, dim={self.dim}); got shape {tuple(z_e.shape)}')
         logits = self.proj(z_e)                                                 # (B,K,H,W)
         log_q = F.log_softmax(logits, dim=1)
         kl = (log_q.exp() * (log_q + math.log(self.K))).sum(1).mean()          # KL(q(k|z) || uniform), per position

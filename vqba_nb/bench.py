@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from .core import UserError, fail, ArgumentParser
 from .data import load_cifar10, synthetic_cifar, Batches, CIFAR_DIR, data_root
-from .model import build_quantizer
+from .registry import build_quantizer
 from .model import VQVAE, param_groups
 from .config import config_from_dict, read_yaml
 from .runs import machine, peak_rss_mb

@@ -4,13 +4,13 @@
 
 # %% ../nbs/04_config.ipynb #20976a4a
 from __future__ import annotations
-import dataclasses, math, re, types, typing
+import dataclasses, re, typing
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Literal, Optional
 import yaml
-from .core import UserError
-from .model import QUANTIZERS, build_quantizer
+from .core import UserError, check_value
+from .registry import QUANTIZERS, check_quantizer, build_quantizer
 
 # %% auto #0
 __all__ = ['SAFE_ON_RESUME', 'DataCfg', 'ModelCfg', 'OptimCfg', 'TrainCfg', 'WandbCfg', 'Config', 'config_from_dict',
@@ -70,56 +70,20 @@ class Config:
     train: TrainCfg = field(default_factory=TrainCfg)
     wandb: WandbCfg = field(default_factory=WandbCfg)
 
-# %% ../nbs/04_config.ipynb #5720e9bd
-_FLOAT_RE = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?inf|nan', re.I)
-
-def _check(value, hint, key:str):
-    "`value` converted to type `hint`, or a UserError naming `key`."
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):   # Optional[X], X|None
-        return None if value is None else _check(value, next(a for a in args if a is not type(None)), key)
-    if origin is Literal:
-        if value in args: return value
-        raise UserError(f"config key '{key}' must be one of {', '.join(map(str, args))}; got {value!r}")
-    if origin in (list, tuple):   # list[X], tuple[X, ...], tuple[X, Y]: a YAML list, each element checked, returned as a list
-        fixed = origin is tuple and args[-1] is not Ellipsis   # tuple[X, Y]: one hint per position
-        names = ', '.join(getattr(a, '__name__', str(a)) for a in args if a is not Ellipsis)
-        if not isinstance(value, (list, tuple)) or (fixed and len(value) != len(args)):
-            raise UserError(f"config key '{key}' must be a list of {names}{f' ({len(args)} values)' if fixed else ''}, got {type(value).__name__} {value!r}")
-        return [_check(v, args[i] if fixed else args[0], f'{key}[{i}]') for i, v in enumerate(value)]
-    if hint is float and isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()): value = float(value)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool): value = float(value)
-    if hint is dict and isinstance(value, dict): return value
-    if type(value) is not hint:
-        raise UserError(f"config key '{key}' must be {hint.__name__}, got {type(value).__name__} {value!r}")
-    if hint is float and not math.isfinite(value): raise UserError(f"config key '{key}' must be a finite number, got {value}")
-    return value
-
 # %% ../nbs/04_config.ipynb #42bb6cee
 def _section(cls, d, prefix:str):
     "Dataclass `cls` filled from dict `d`, every key and type checked."
     if not isinstance(d, dict): raise UserError(f"config section '{prefix[:-1]}' must be a mapping, got {type(d).__name__}")
     hints = typing.get_type_hints(cls)
     for k in d:
-        if k not in hints: raise UserError(f"unknown config key '{prefix}{k}'; known keys{' in ' + prefix[:-1] if prefix else ''}: {', '.join(hints)}")
+        if k not in hints:   # at the top level, a file may also name the file it starts from
+            known = ', '.join(hints) + ('' if prefix else ', inherit (a config file to start from, e.g. inherit: base.yaml)')
+            raise UserError(f"unknown config key '{prefix}{k}'; known keys{' in ' + prefix[:-1] if prefix else ''}: {known}")
     out = {}
     for k, v in d.items():
         t = hints[k]
-        out[k] = _section(t, v, f'{prefix}{k}.') if dataclasses.is_dataclass(t) else _check(v, t, prefix + k)
+        out[k] = _section(t, v, f'{prefix}{k}.') if dataclasses.is_dataclass(t) else check_value(v, t, prefix + k)
     return cls(**out)
-
-def _check_quantizer(q:dict) -> dict:
-    "The quantizer section, with keys checked against the chosen class's constructor."
-    q = dict(q)
-    kind = q.get('type')
-    if not isinstance(kind, str) or kind not in QUANTIZERS: raise UserError(f"config key 'quantizer.type' must be one of {', '.join(QUANTIZERS)}; got {kind!r}")
-    hints = typing.get_type_hints(QUANTIZERS[kind].__init__)
-    hints.pop('return', None)
-    for k, v in q.items():
-        if k == 'type': continue
-        if k not in hints: raise UserError(f"unknown config key 'quantizer.{k}' for type {kind}; known keys: type, {', '.join(hints)}")
-        q[k] = _check(v, hints[k], f'quantizer.{k}')
-    return q
 
 # %% ../nbs/04_config.ipynb #258b292a
 _RANGES = {   # allowed values, inclusive: beyond these a run cannot work or cannot fit in memory
@@ -142,7 +106,7 @@ def config_from_dict(d:dict) -> Config:
     if quant is not None:
         if not isinstance(quant, dict): raise UserError("config section 'quantizer' must be a mapping")
         cfg.quantizer = quant if 'type' in quant else {**cfg.quantizer, **quant}
-    cfg.quantizer = _check_quantizer(cfg.quantizer)
+    cfg.quantizer = check_quantizer(cfg.quantizer)
     for k, (lo, hi) in _RANGES.items():
         v = _get(cfg, k)
         if v is not None and not lo <= v <= hi: raise UserError(f"config key '{k}' must be in [{lo:g}, {hi:g}], got {v}")

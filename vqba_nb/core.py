@@ -4,10 +4,11 @@
 
 # %% ../nbs/00_core.ipynb #7b00b6b9
 from __future__ import annotations
-import argparse, sys, typing
+import argparse, math, re, sys, types, typing
+from typing import Literal
 
 # %% auto #0
-__all__ = ['UserError', 'fail', 'HelpFormatter', 'ArgumentParser']
+__all__ = ['UserError', 'fail', 'HelpFormatter', 'ArgumentParser', 'check_value']
 
 # %% ../nbs/00_core.ipynb #67799bae
 class UserError(Exception):
@@ -30,3 +31,28 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*a, formatter_class=kw.pop('formatter_class', HelpFormatter), **kw)
         self.hint = hint
     def error(self, message:str): raise UserError(message + self.hint)
+
+# %% ../nbs/00_core.ipynb #4d020f56
+_FLOAT_RE = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?inf|nan', re.I)
+
+def check_value(value, hint, key:str, what:str='config key'):
+    "`value` converted to type `hint` (a type, `Optional[X]`, `Literal[...]`, `list[X]`, `tuple[...]`), or a UserError naming `what` `key`."
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):   # Optional[X], X|None
+        return None if value is None else check_value(value, next(a for a in args if a is not type(None)), key, what)
+    if origin is Literal:
+        if value in args: return value
+        raise UserError(f"{what} '{key}' must be one of {', '.join(map(str, args))}; got {value!r}")
+    if origin in (list, tuple):   # list[X], tuple[X, ...], tuple[X, Y]: a YAML list, each element checked, returned as a list
+        fixed = origin is tuple and args[-1] is not Ellipsis   # tuple[X, Y]: one hint per position
+        names = ', '.join(getattr(a, '__name__', str(a)) for a in args if a is not Ellipsis)
+        if not isinstance(value, (list, tuple)) or (fixed and len(value) != len(args)):
+            raise UserError(f"{what} '{key}' must be a list of {names}{f' ({len(args)} values)' if fixed else ''}, got {type(value).__name__} {value!r}")
+        return [check_value(v, args[i] if fixed else args[0], f'{key}[{i}]', what) for i, v in enumerate(value)]
+    if hint is float and isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()): value = float(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool): value = float(value)
+    if hint is dict and isinstance(value, dict): return value
+    if type(value) is not hint:
+        raise UserError(f"{what} '{key}' must be {hint.__name__}, got {type(value).__name__} {value!r}")
+    if hint is float and not math.isfinite(value): raise UserError(f"{what} '{key}' must be a finite number, got {value}")
+    return value

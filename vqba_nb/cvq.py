@@ -33,14 +33,13 @@ class CVQQuantizer(CodebookQuantizer):
                  init:str='uniform', # 'uniform': U(-1/K, 1/K) (reference); 'normal': N(0,1); 'data': K vectors of the first training batch
                  seed:int=0):
         if init not in ('uniform', 'normal', 'data'): raise ValueError(f"init must be 'uniform', 'normal' or 'data', got {init!r}")
-        super().__init__(K, dim, decay, 1e-5, 'data' if init == 'data' else 'normal', seed, learn='grad')
-        if not commitment >= 0: raise ValueError(f'commitment must be >= 0, got {commitment}')
+        super().__init__(K, dim, commitment=commitment, decay=decay, init='data' if init == 'data' else 'normal', seed=seed, codebook_update='grad')
         if not vq_scale > 0: raise ValueError(f'vq_scale must be > 0, got {vq_scale}')
         if not (anchor_scale >= 0 and anchor_eps >= 0): raise ValueError(f'anchor_scale and anchor_eps must be >= 0, got {anchor_scale}, {anchor_eps}')
         if distance not in ('cos', 'l2'): raise ValueError(f"distance must be 'cos' or 'l2', got {distance!r}")
         if anchor not in ('closest', 'probrandom'):
             raise ValueError(f"anchor must be 'closest' or 'probrandom', got {anchor!r} (the reference's 'random' feature pool is not implemented)")
-        self.commitment, self.vq_scale, self.anchor_scale, self.anchor_eps = commitment, vq_scale, anchor_scale, anchor_eps
+        self.vq_scale, self.anchor_scale, self.anchor_eps = vq_scale, anchor_scale, anchor_eps
         self.distance, self.anchor, self.init = distance, anchor, init
         g = torch.Generator().manual_seed(seed)
         if init == 'uniform':
@@ -82,16 +81,13 @@ class CVQQuantizer(CodebookQuantizer):
         self.codebook.copy_(self.codebook * (1 - w) + self.anchors(v, s) * w)
         return (w > 0.5).sum().float()
 
-    def forward(self, z_e):
-        v = to_vectors(z_e)                                   # (N,D), this process's vectors
-        self.maybe_init(v)
-        if not self.training: return self.hard(v, z_e, self.commitment)
+    def train_step(self, v):
         va = dist.all_rows(v.detach())                        # (N_all,D): the whole batch, every process's rows in rank order
         s = self.similarity(va, self.codebook.detach())       # (N_all,K)
         n0 = dist.rank() * len(v) if dist.world_size() > 1 else 0
         idx_all = last_argmax(s, 1)                           # (N_all,)
-        out = self.hard(v, z_e, self.commitment, idx_all[n0:n0 + len(v)])
-        codebook_loss = F.mse_loss(self.codebook[out.indices.flatten()], v.detach())   # before the anchor step, as the reference
+        out = self.hard(v, idx_all[n0:n0 + len(v)])           # v (N,D): this process's vectors
+        codebook_loss = F.mse_loss(self.codebook[out.indices], v.detach())   # before the anchor step, as the reference
         anchored = self.anchor_step(va, s, idx_all)
         stats = {**out.stats, 'codebook_loss': codebook_loss.detach(), 'anchored': anchored}
         return replace(out, loss=self.vq_scale * (out.loss + codebook_loss), stats=stats)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import torch
 import torch.nn as nn
-from .quantizers import Quantizer, QuantOut, to_vectors, to_maps
+from .quantizers import Quantizer, QuantOut, to_vectors, to_maps, as_vectors, in_layout
 
 # %% auto #0
 __all__ = ['FSQ_LEVELS', 'round_ste', 'fsq_bound', 'fsq_levels', 'codes_to_indices', 'indices_to_codes', 'FSQQuantizer',
@@ -96,7 +96,7 @@ class FSQQuantizer(Quantizer):
 
     def extra_repr(self): return f'K={self.K}, levels={self.levels.tolist()}'
 
-    def quantize(self, z:torch.Tensor) -> torch.Tensor:
+    def to_grid(self, z:torch.Tensor) -> torch.Tensor:
         "Projected latents `z` (..., d) -> grid points (..., d) in [-1, 1], with straight-through gradients."
         return round_ste(fsq_bound(z, self.levels)) / (self.levels // 2)
 
@@ -104,11 +104,14 @@ class FSQQuantizer(Quantizer):
     def indices_to_codes(self, idx:torch.Tensor) -> torch.Tensor: return indices_to_codes(idx, self.levels)
 
     def forward(self, z_e):
-        z = self.proj_in(z_e)                                 # (B,d,H,W)
-        codes = self.quantize(to_vectors(z))                  # (N,d), N = B*H*W
+        v = as_vectors(z_e, self.dim)                         # (N,dim): checks the layout
+        maps = z_e if z_e.ndim == 4 else v.t()[None, :, :, None]   # the 1x1 projections act on channels: vectors as one (1,dim,N,1) map
+        z = self.proj_in(maps)                                # (B,d,H,W)
+        codes = self.to_grid(to_vectors(z))                   # (N,d), N = B*H*W
         idx = self.codes_to_indices(codes.detach())           # (N,)
         z_q = self.proj_out(to_maps(codes, z))                # (B,dim,H,W)
-        return QuantOut(z_q, z_e.new_zeros(()), idx.view(z_e.shape[0], *z_e.shape[2:]), self.batch_usage(idx))
+        if z_e.ndim == 4: return QuantOut(z_q, z_e.new_zeros(()), idx.view(z_e.shape[0], *z_e.shape[2:]), self.batch_usage(idx))
+        return in_layout(QuantOut(to_vectors(z_q), z_e.new_zeros(()), idx, self.batch_usage(idx)), z_e)
 
 # %% ../nbs/02d_fsq.ipynb #ab3f3389
 def plot_fsq(levels:tuple=(8, 5), n:int=20000, scale:float=2., seed:int=0, ax:list|None=None # two matplotlib axes (default: a new figure)

@@ -4,24 +4,15 @@
 
 # %% ../nbs/03_model.ipynb #1addab77
 from __future__ import annotations
-import inspect
 from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import UserError
 from .data import CIFAR_VAR
-from .quantizers import Quantizer, IdentityQuantizer, VQEMAQuantizer
-from .ba import BAQuantizer, BalancedQuantizer
-from .baselines import KMeansQuantizer, GumbelQuantizer
-from .fsq import FSQQuantizer
-from .rotation import RotationQuantizer
-from .cvq import CVQQuantizer
-from .simvq import SimVQQuantizer
+from .quantizers import Quantizer
 
 # %% auto #0
-__all__ = ['QUANTIZERS', 'ResBlock', 'Encoder', 'Decoder', 'recon_loss', 'VQVAEOut', 'VQVAE', 'param_groups', 'quantizer_keys',
-           'build_quantizer']
+__all__ = ['ResBlock', 'Encoder', 'Decoder', 'recon_loss', 'VQVAEOut', 'VQVAE', 'param_groups']
 
 # %% ../nbs/03_model.ipynb #cb7937e7
 class ResBlock(nn.Module):
@@ -98,26 +89,3 @@ def param_groups(model:nn.Module, weight_decay:float) -> list[dict]:
     ids = {id(p) for p in decay}
     rest = [p for p in model.parameters() if id(p) not in ids]
     return [{'params': decay, 'weight_decay': weight_decay}, {'params': rest, 'weight_decay': 0.0}]
-
-# %% ../nbs/03_model.ipynb #62a29c34
-QUANTIZERS = {'identity': IdentityQuantizer, 'vqema': VQEMAQuantizer, 'ba': BAQuantizer, 'balanced': BalancedQuantizer, 'kmeans': KMeansQuantizer, 'gumbel': GumbelQuantizer, 'fsq': FSQQuantizer,
-              'vqema_rotation': RotationQuantizer, 'cvq': CVQQuantizer, 'simvq': SimVQQuantizer}
-
-def quantizer_keys(kind:str) -> dict:
-    "{key: default} of quantizer type `kind`: what its config section may set besides `type`."
-    if kind not in QUANTIZERS: raise ValueError(f"quantizer type must be one of {', '.join(QUANTIZERS)}; got {kind!r}")
-    return {k: p.default for k, p in inspect.signature(QUANTIZERS[kind]).parameters.items()}
-
-def build_quantizer(cfg:dict, # {'type': a name in QUANTIZERS, **that class's constructor arguments (`quantizer_keys(type)`)}
-                   ) -> Quantizer:
-    """The quantizer described by a config section, e.g. {'type': 'vqema', 'K': 512}. Types: identity (no quantization),
-    vqema, ba (BA-VQ), balanced (OptVQ's Sinkhorn assignment), kmeans and gumbel (the reference's), fsq; each type's keys
-    and defaults: `quantizer_keys(type)`. Keys, types and values are checked as in a config file: a mistake raises a
-    ValueError naming the key and what it may be."""
-    from vqba_nb.config import _check_quantizer   # the config file's rules, one set of them (config imports this module)
-    if not isinstance(cfg, dict) or 'type' not in cfg:
-        raise ValueError(f"a quantizer config is a dict with a 'type' (one of {', '.join(QUANTIZERS)}) and that type's keys; got {cfg!r}")
-    try: cfg = _check_quantizer(cfg)
-    except UserError as e: raise ValueError(str(e)) from None
-    cfg = dict(cfg); kind = cfg.pop('type')
-    return QUANTIZERS[kind](**cfg)

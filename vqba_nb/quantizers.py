@@ -4,24 +4,26 @@
 
 # %% ../nbs/02_quantizers.ipynb #b05b7026
 from __future__ import annotations
-from dataclasses import dataclass
+import functools, inspect, typing
+from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .metrics import code_counts, entropy
 from . import dist
+from .core import UserError, check_value
 
 # %% auto #0
-__all__ = ['QuantOut', 'to_vectors', 'to_maps', 'sq_dists', 'Quantizer', 'IdentityQuantizer', 'CodebookQuantizer',
-           'VQEMAQuantizer', 'check_finite']
+__all__ = ['QuantOut', 'to_vectors', 'to_maps', 'as_vectors', 'in_layout', 'sq_dists', 'typed_init', 'Quantizer',
+           'IdentityQuantizer', 'CodebookQuantizer', 'VQEMAQuantizer', 'check_finite']
 
 # %% ../nbs/02_quantizers.ipynb #fa9a9d26
 @dataclass
 class QuantOut:
     "What every quantizer's forward returns."
-    z_q: torch.Tensor      # (B,D,H,W) what the decoder sees
+    z_q: torch.Tensor      # what the decoder sees, shaped as the input: (B,D,H,W), (B,N,D) or (N,D)
     loss: torch.Tensor     # scalar, added to the reconstruction loss
-    indices: torch.Tensor  # (B,H,W) code index of each latent position
+    indices: torch.Tensor  # code index of each vector, shaped as the input without D: (B,H,W), (B,N) or (N,)
     stats: dict            # name -> 0-d tensor, for logging
 
 # %% ../nbs/02_quantizers.ipynb #2a0047d3
@@ -34,19 +36,63 @@ def to_maps(v:torch.Tensor, like:torch.Tensor) -> torch.Tensor:
     B, D, H, W = like.shape
     return v.reshape(B, H, W, D).permute(0, 3, 1, 2)
 
+def as_vectors(z:torch.Tensor, dim:int) -> torch.Tensor:
+    "The (N,D) vectors of (B,D,H,W) maps, (B,N,D) tokens or (N,D) vectors `z`, after checking its layout and its D against `dim`."
+    if not isinstance(z, torch.Tensor): raise TypeError(f'a quantizer takes a tensor, got {type(z).__name__}')
+    if z.ndim not in (2, 3, 4):
+        raise ValueError(f'a quantizer takes (B,D,H,W) maps, (B,N,D) tokens or (N,D) vectors; got a {z.ndim}-d tensor of shape {tuple(z.shape)}')
+    if not z.is_floating_point(): raise TypeError(f'a quantizer takes floating-point latents, got {z.dtype}: convert them with .float()')
+    D = z.shape[1] if z.ndim == 4 else z.shape[-1]
+    if D != dim: raise ValueError(f'the quantizer has dim={dim}, but the input of shape {tuple(z.shape)} has {D} channels '
+                                  f'(D is axis 1 of (B,D,H,W) maps and the last axis of (B,N,D) tokens and (N,D) vectors)')
+    if z.numel() == 0: raise ValueError(f'a quantizer needs at least one vector; got an empty tensor of shape {tuple(z.shape)}')
+    return to_vectors(z) if z.ndim == 4 else z.reshape(-1, dim)
+
+def in_layout(out:QuantOut, z:torch.Tensor) -> QuantOut:
+    "`out` of z's vectors (z_q (N,D), indices (N,)) shaped back to z's layout: z_q as `z`, indices as `z` without its D axis."
+    if z.ndim == 4: return replace(out, z_q=to_maps(out.z_q, z), indices=out.indices.view(z.shape[0], *z.shape[2:]))
+    return replace(out, z_q=out.z_q.reshape(z.shape), indices=out.indices.reshape(z.shape[:-1]))
+
 def sq_dists(z:torch.Tensor, e:torch.Tensor, out:torch.Tensor|None=None) -> torch.Tensor:
     "Squared Euclidean distances (N,K) between vectors `z` (N,D) and codes `e` (K,D), into `out` if given (no autograd then)."
     d = torch.addmm((e * e).sum(1)[None], z, e.t(), alpha=-2, out=out).add_((z * z).sum(1, keepdim=True))   # one (N,K) tensor, added in place
     return d.clamp_min_(0)  # the expansion can go slightly negative in float32
 
 # %% ../nbs/02_quantizers.ipynb #f7c8a273
+def typed_init(init):
+    "`init` (a constructor) checking each argument against its type hint first: a wrong type raises one TypeError naming the argument."
+    sig, hints, owner = inspect.signature(init), typing.get_type_hints(init), init.__qualname__.split('.')[0]
+    @functools.wraps(init)
+    def checked(self, *args, **kwargs):
+        bound = sig.bind(self, *args, **kwargs)
+        try:
+            for k, v in bound.arguments.items():
+                if k in hints: bound.arguments[k] = check_value(v, hints[k], k, f'{owner} argument')
+        except UserError as e: raise TypeError(str(e)) from None
+        return init(*bound.args, **bound.kwargs)
+    return checked
+
 class Quantizer(nn.Module):
-    "Base class: `K` codes of dimension `dim`, hard nearest-code assignment, and the `set_progress` hook."
+    "Base class: `K` codes of dimension `dim`; `forward` for maps, tokens or vectors around the subclass's `quantize`; hard nearest-code assignment; the `set_progress` hook."
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if '__init__' in cls.__dict__: cls.__init__ = typed_init(cls.__init__)   # every subclass's arguments are type-checked
+
     def __init__(self, K:int, dim:int):
         super().__init__()
+        for name, n in (('K', K), ('dim', dim)):
+            if type(n) is not int: raise TypeError(f'{name} must be int, got {type(n).__name__} {n!r}')
         if K < 1: raise ValueError(f'K must be at least 1, got {K}')
         if dim < 1: raise ValueError(f'dim must be at least 1, got {dim}')
         self.K, self.dim = K, dim
+
+    def forward(self, z:torch.Tensor) -> QuantOut:
+        "Quantize `z`: (B,D,H,W) maps, (B,N,D) tokens or (N,D) vectors; `z_q` comes back shaped as `z`, `indices` as `z` without its D axis."
+        return in_layout(self.quantize(as_vectors(z, self.dim)), z)
+
+    def quantize(self, v:torch.Tensor) -> QuantOut:
+        "The subclass's work on vectors `v` (N,D): a `QuantOut` with z_q (N,D) and indices (N,)."
+        raise NotImplementedError
 
     def set_progress(self, frac:float): "Fraction of training done, in [0, 1]; called before each training step."
 
@@ -66,25 +112,31 @@ class IdentityQuantizer(Quantizer):
         super().__init__(K, dim)
         self.register_buffer('codebook', torch.randn(K, dim, generator=torch.Generator().manual_seed(seed)))
 
-    def forward(self, z_e):
-        with torch.no_grad(): idx = self.nearest(to_vectors(z_e))
-        return QuantOut(z_e, z_e.new_zeros(()), idx.view(z_e.shape[0], *z_e.shape[2:]), {})
+    def quantize(self, v):
+        with torch.no_grad(): idx = self.nearest(v)           # (N,) codes of a fixed random codebook: the interface's indices, not used
+        return QuantOut(v, v.new_zeros(()), idx, {})
+
+    def forward(self, z):
+        return replace(super().forward(z), z_q=z)             # the input itself: the decoder sees exactly z_e
 
 # %% ../nbs/02_quantizers.ipynb #6fdf13f0
 class CodebookQuantizer(Quantizer):
     "Shared codebook machinery: a codebook learnt by EMA (a buffer) or by gradient (a parameter), EMA statistics, data init."
-    def __init__(self, K:int, dim:int, decay:float, eps:float, init:str, seed:int, learn:str='ema',
+    def __init__(self, K:int=512, dim:int=64, commitment:float=0.25, decay:float=0.99, eps:float=1e-5, init:str='data', seed:int=0,
+                 codebook_update:str='ema', # 'ema': a buffer moved by EMA steps; 'grad': a parameter trained by its loss
                  restart_threshold:float=0., restart_every:int=1):
         super().__init__(K, dim)
+        if commitment < 0: raise ValueError(f'commitment must be >= 0, got {commitment}')
         if not 0 <= decay < 1: raise ValueError(f'decay must be in [0, 1), got {decay}')
+        if codebook_update not in ('ema', 'grad'): raise ValueError(f"codebook_update must be 'ema' or 'grad', got {codebook_update!r}")
         if restart_threshold < 0 or restart_every < 1: raise ValueError('restart_threshold must be >= 0 and restart_every >= 1')
-        if restart_threshold and learn != 'ema': raise ValueError('dead-code restart needs the EMA codebook (its counts say which codes are dead)')
+        if restart_threshold and codebook_update != 'ema': raise ValueError('dead-code restart needs the EMA codebook (its counts say which codes are dead)')
         self.restart_threshold, self.restart_every = restart_threshold, restart_every
         if eps <= 0: raise ValueError(f'eps must be > 0, got {eps}')
         if init not in ('data', 'normal'): raise ValueError(f"init must be 'data' or 'normal', got {init!r}")
-        self.decay, self.eps, self.init, self.learn = decay, eps, init, learn
+        self.commitment, self.decay, self.eps, self.init, self.codebook_update = commitment, decay, eps, init, codebook_update
         e = torch.randn(K, dim, generator=torch.Generator().manual_seed(seed))
-        if learn == 'grad': self.codebook = nn.Parameter(e)
+        if codebook_update == 'grad': self.codebook = nn.Parameter(e)
         else: self.register_buffer('codebook', e)
         self.register_buffer('ema_count', torch.ones(K))
         self.register_buffer('ema_sum', e.clone())
@@ -140,14 +192,23 @@ class CodebookQuantizer(Quantizer):
         self.ema_count.copy_(torch.where(dead, torch.ones_like(self.ema_count), self.ema_count))
         return dead.sum().float()
 
-    def hard(self, v:torch.Tensor, z_e:torch.Tensor, commitment:float, idx:torch.Tensor|None=None) -> QuantOut:
+    def hard(self, v:torch.Tensor, idx:torch.Tensor|None=None) -> QuantOut:
         "Quantization of `v` (N,D) to the codes `idx` (N,) (default: the nearest) with straight-through gradients: VQ-EMA's forward and every quantizer's eval."
         if idx is None: idx = self.nearest(v.detach())        # (N,)
         e = self.codebook.detach()[idx]                       # (N,D)
         commit = F.mse_loss(v, e)
-        z_q = to_maps(v + (e - v).detach(), z_e)              # straight-through
+        z_q = v + (e - v).detach()                            # (N,D) straight-through
         stats = {'commitment_loss': commit.detach(), **self.batch_usage(idx)}
-        return QuantOut(z_q, commitment * commit, idx.view(z_e.shape[0], *z_e.shape[2:]), stats)
+        return QuantOut(z_q, self.commitment * commit, idx, stats)
+
+    def quantize(self, v:torch.Tensor) -> QuantOut:
+        "Vectors `v` (N,D): the codebook initialised from the first training batch; the nearest code in eval mode, `train_step` in training."
+        self.maybe_init(v)
+        return self.train_step(v) if self.training else self.hard(v)
+
+    def train_step(self, v:torch.Tensor) -> QuantOut:
+        "One training step on vectors `v` (N,D): the subclass's codes, loss and codebook update."
+        raise NotImplementedError
 
 # %% ../nbs/02_quantizers.ipynb #7558ffca
 class VQEMAQuantizer(CodebookQuantizer):
@@ -160,22 +221,18 @@ class VQEMAQuantizer(CodebookQuantizer):
                  restart_threshold:float=0., # re-seed codes whose EMA count falls below this (0: never; Jukebox: 1)
                  restart_every:int=1, # check for dead codes every this many training steps
                  seed:int=0):
-        super().__init__(K, dim, decay, eps, init, seed, 'ema', restart_threshold, restart_every)
-        if commitment < 0: raise ValueError(f'commitment must be >= 0, got {commitment}')
-        self.commitment = commitment
+        super().__init__(K, dim, commitment=commitment, decay=decay, eps=eps, init=init, seed=seed,
+                         restart_threshold=restart_threshold, restart_every=restart_every)
 
-    def forward(self, z_e):
-        v = to_vectors(z_e)                                   # (N,D), N = B*H*W
-        self.maybe_init(v)
-        out = self.hard(v, z_e, self.commitment)
-        if self.training:
-            self.ema_step(v, out.indices.flatten())
-            if self.restart_threshold: out.stats['restarts'] = self.restart_dead(v.detach())
+    def train_step(self, v):
+        out = self.hard(v)                                    # v (N,D), N = B*H*W: nearest codes, straight-through
+        self.ema_step(v, out.indices)
+        if self.restart_threshold: out.stats['restarts'] = self.restart_dead(v.detach())
         return out
 
 # %% ../nbs/02_quantizers.ipynb #ead93cad
 def check_finite(q:Quantizer, z:torch.Tensor):
-    "Assert that one training step of `q` on latents `z` (B,D,H,W) gives finite outputs, loss, stats, gradients and codebook."
+    "Assert that one training step of `q` on latents `z` (any layout it takes) gives finite outputs, loss, stats, gradients and codebook."
     z = z.clone().requires_grad_(True)
     out = q(z)
     (out.z_q.square().mean() + out.loss).backward()

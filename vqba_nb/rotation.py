@@ -50,18 +50,16 @@ class RotationQuantizer(VQEMAQuantizer):
                  restart_every:int=1, # check for dead codes every this many training steps
                  rotation_tol:float=1e-6, # norms below this count as zero in the rotation (the reference's 1e-6)
                  seed:int=0):
-        super().__init__(K, dim, commitment, decay, eps, init, restart_threshold, restart_every, seed)
+        super().__init__(K, dim, commitment=commitment, decay=decay, eps=eps, init=init, restart_threshold=restart_threshold,
+                         restart_every=restart_every, seed=seed)
         if dim < 2: raise ValueError(f'the rotation trick needs dim >= 2, got dim={dim}')
         if not rotation_tol > 0: raise ValueError(f'rotation_tol must be > 0, got {rotation_tol}')
         self.rotation_tol = rotation_tol
 
-    def forward(self, z_e):
-        v = to_vectors(z_e)                                   # (N,D), N = B*H*W
-        self.maybe_init(v)
-        out = self.hard(v, z_e, self.commitment)              # nearest codes, commitment loss, usage
-        if not self.training: return out
-        idx = out.indices.flatten()                           # (N,)
-        z_q = to_maps(rotation_trick(v, self.codebook[idx], self.rotation_tol), z_e)   # the codes before the EMA step moves them
+    def train_step(self, v):
+        out = self.hard(v)                                    # v (N,D): nearest codes, commitment loss, usage
+        idx = out.indices                                     # (N,)
+        z_q = rotation_trick(v, self.codebook[idx], self.rotation_tol)   # (N,D) the codes before the EMA step moves them
         self.ema_step(v, idx)
         if self.restart_threshold: out.stats['restarts'] = self.restart_dead(v.detach())
         return replace(out, z_q=z_q)

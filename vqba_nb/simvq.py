@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .quantizers import Quantizer, CodebookQuantizer, QuantOut, to_vectors, to_maps, sq_dists
+from .quantizers import Quantizer, CodebookQuantizer, QuantOut, to_vectors, sq_dists
 
 # %% auto #0
 __all__ = ['SimVQQuantizer']
@@ -34,13 +34,12 @@ class SimVQQuantizer(CodebookQuantizer):
         "The codes in use, C W^T + b (K,D), differentiable in W and b."
         return self.proj(self.frozen_codebook)
 
-    def forward(self, z_e):
-        v = to_vectors(z_e)                                   # (N,D), N = B*H*W
+    def quantize(self, v):
         e = self.codebook                                     # (K,D)
         with torch.no_grad(): idx = sq_dists(v, e).argmin(1)  # (N,)
         q = e[idx]                                            # (N,D), gradient to W and b only
         commit = F.mse_loss(v, q.detach())                    # the codebook term has the same value: F.mse_loss(q, v.detach())
         loss = self.commitment * commit + self.codebook_weight * F.mse_loss(q, v.detach())
-        z_q = to_maps(v + (q - v).detach(), z_e)              # straight-through: the decoder's gradient goes to z_e, not to W
+        z_q = v + (q - v).detach()                            # (N,D) straight-through: the decoder's gradient goes to z_e, not to W
         stats = {'commitment_loss': commit.detach(), **self.batch_usage(idx)}
-        return QuantOut(z_q, loss, idx.view(z_e.shape[0], *z_e.shape[2:]), stats)
+        return QuantOut(z_q, loss, idx, stats)

@@ -15,7 +15,7 @@ from . import dist
 from .data import load_cifar10, synthetic_cifar, Batches
 from .metrics import CodeUsage, DeadCodeProbe, psnr_per_image, psnr_of_mse
 from .quantizers import CodebookQuantizer, to_vectors
-from .model import build_quantizer
+from .registry import build_quantizer
 from .model import VQVAE, recon_loss, param_groups
 from .config import Config, config_from_dict, read_yaml, apply_overrides, resume_config
 from .runs import CKPT_FORMAT, Logger, RunDir, RunLock, save_atomic, load_checkpoint, resume_path, read_metrics, note_provenance, write_atomic
