@@ -213,6 +213,15 @@ QUESTIONS = ('Does BA-VQ use the codebook better than VQ-EMA?', 'At what cost in
              'Does K=256 tell the same story as K=512?', 'Which method is best on the frontier of quality against bits?',
              'At equal rate, does BA-VQ reconstruct better than VQ-EMA, and which method gives the best reconstruction at each rate?')
 
+# %% ../nbs/05a_verdict.ipynb #62fc4781
+def _study_needed(groups:dict, fr:dict) -> str:
+    "Said once in place of the questions when these runs leave all of them pending: what the runs are, and the commands that run and read the study."
+    have = [f'{label(a)} K={K}: {len(rs)} run(s)' for (a, K), rs in groups.items()] + [f"{label('frontier')}: {sum(map(len, fr.values()))} run(s)"] * bool(fr)
+    return (f"None of the study's {len(QUESTIONS)} questions can be weighed from these runs ({'; '.join(have) or 'none has finished an epoch'}): they compare "
+            'quantizers (VQ-EMA, BA-VQ, its ablations and the fixes for dead codes) over several seeds each. The study runs them: '
+            '`python scripts/sweep.py --sweep sweeps/study.yaml` (it skips the runs already recorded in results/study); then '
+            '`python scripts/analyze.py --results results/study results/rd` answers the questions from the study\'s records.')
+
 # %% ../nbs/05a_verdict.ipynb #e3361c27
 def verdict(groups:dict, fr:dict|None=None, bench:dict|None=None,
             rd:dict|None=None # the rate-distortion study's summary (`rd_summary`), for question 9
@@ -229,6 +238,7 @@ def verdict(groups:dict, fr:dict|None=None, bench:dict|None=None,
                dead_codes(groups, Ks) + _ask(groups, 'ba', ['ba_restart'], ['used_codes', 'test_psnr'], at(['ba_restart'])),
                _frontier_verdict(fr or {}), _same_story(groups), _frontier_of_arms(groups),
                ['- ' + b for b in rd_answer(rd)] if rd else ['- pending: no rate-distortion summary given (the analysis of results/study with results/rd builds it).']]
+    if not [b for bs in answers for b in bs if 'pending' not in b and b not in bench_cost(bench)]: return _study_needed(groups, fr or {})   # the benchmark's bullet is not about these runs
     parts = []
     for i, (q, bullets) in enumerate(zip(QUESTIONS, answers), 1): parts += [f'**{i}. {q}**', '', *bullets, '']
     return '\n'.join(parts).rstrip()
