@@ -5,6 +5,7 @@
 # %% ../nbs/05_analysis.ipynb #65ac2aa1
 from __future__ import annotations
 import json, math
+from datetime import datetime, timedelta
 from pathlib import Path
 import numpy as np
 import yaml
@@ -29,7 +30,7 @@ def _load(path:Path, parse, what:str):
         raise UserError(f'{path} is not {what} ({type(e).__name__}); restore it (git checkout) or move the run away') from None
 
 def read_run(run_dir) -> dict:
-    "A run's name, config, epoch records, final code counts, record.json, and the number of unreadable metrics lines."
+    "A run's name, config, epoch records, final code counts, record.json (a run folder's: its provenance), and the number of unreadable metrics lines."
     run_dir = Path(run_dir)
     cfg = _load(run_dir / 'config.yaml', yaml.safe_load, 'valid YAML')
     if not isinstance(cfg, dict) or not isinstance(cfg.get('quantizer'), dict) or not isinstance(cfg['quantizer'].get('K', 0), int):
@@ -38,8 +39,10 @@ def read_run(run_dir) -> dict:
     cc, rec = run_dir / 'code_counts.json', run_dir / 'record.json'
     counts = _load(cc, lambda s: np.array(json.loads(s), float).reshape(-1), 'a JSON list of counts') if cc.is_file() else None
     record = _load(rec, json.loads, 'valid JSON') if rec.is_file() else {}
+    record = record if isinstance(record, dict) else {}
+    if 'provenance' not in record and (prov := _provenance(run_dir)): record['provenance'] = prov   # a run folder, not yet recorded
     return {'dir': run_dir, 'name': str(cfg.get('name') or run_dir.name), 'config': cfg, 'arm': arm_of(cfg), 'K': int(cfg['quantizer'].get('K', 0)),
-            'metrics': recs, 'counts': counts, 'record': record if isinstance(record, dict) else {}, 'skipped': skipped}
+            'metrics': recs, 'counts': counts, 'record': record, 'skipped': skipped}
 
 def find_runs(exp_dir) -> list[dict]:
     "All runs under `exp_dir` (itself, or any folder below holding a config.yaml), sorted by name."
@@ -73,6 +76,15 @@ def arm_style(arm:str, K:int=512) -> dict:
     "Matplotlib style of an arm in every figure: one colour per arm, dashed for K=256 and dotted for other K below 512."
     i = list(ARMS).index(arm) if arm in ARMS else len(ARMS) + sum(map(ord, arm)) % 5
     return {'color': f'C{i % 10}', 'linestyle': '-' if K >= 512 else ('--' if K == 256 else ':')}
+
+# %% ../nbs/05_analysis.ipynb #08cfa667
+def _provenance(run_dir:Path) -> list[dict]:
+    "The lines of a run folder's provenance.jsonl (what started or resumed it), as write_record copies them into record.json; unreadable ones left out."
+    p, out = Path(run_dir) / 'provenance.jsonl', []
+    for line in (p.read_text(errors='replace').splitlines() if p.is_file() else []):
+        try: out.append(json.loads(line))
+        except ValueError: continue
+    return [x for x in out if isinstance(x, dict)]
 
 # %% ../nbs/05_analysis.ipynb #f9cd5c50
 METRICS = {'test_perplexity': 'perplexity', 'used_codes': 'used codes', 'test_dead_codes': 'dead codes', 'test_psnr': 'PSNR (dB)', 'mse': 'MSE'}
@@ -236,6 +248,7 @@ def reach_table(groups:dict, fracs=(0.5, 0.9)) -> str:
             if len(rs) > 1: cell += ' (' + ', '.join(str(x) if x is not None else 'not reached' for x in e) + ')'
             cells.append(cell)
         lines.append(f'| {label(arm)} K={K} | {len(rs)} | ' + ' | '.join(cells) + ' |')
+    if len(lines) == 2: return 'No quantizer run: the continuous model has no codebook to fill.'
     return '\n'.join(lines + ['', 'Mean over the runs that reached it (each run\'s epoch in brackets); within each run\'s own number of epochs.'])
 
 # %% ../nbs/05_analysis.ipynb #166e04c8
@@ -279,6 +292,33 @@ def rerun_table(records:list[dict], reruns:list[dict], keys=('test_psnr', 'test_
         lines.append(f"| {b['dir'].name} | {b['metrics'][-1]['epoch']} | {_origin(a)} | {_origin(b)} | " + ' | '.join(map(cell, keys)) + ' |')
     return '\n'.join(lines) if len(lines) > 2 else 'No rerun has finished the epochs of its record yet.'
 
+# %% ../nbs/05_analysis.ipynb #d05861de
+def _span(r:dict) -> tuple|None:
+    "(hardware, start, end) of run `r`: its recorded start and the sum of its epochs' wall times (a resumed run's pause not counted); None without a start time."
+    p = next((p for p in r['record'].get('provenance', []) if p.get('what') == 'start'), {})
+    try: t0 = datetime.fromisoformat(p['time'])
+    except (KeyError, TypeError, ValueError): return None
+    secs = sum(t for m in r['metrics'] if math.isfinite(t := value(m, 'epoch_time_s')))
+    return str(p.get('machine', '')).split(';')[0], t0, t0 + timedelta(seconds=secs)
+
+def _beside(runs:list[dict]) -> int|None:
+    "How many of `runs` ran at the same time as another of them on hardware of the same name (by `_span`); None if one has no start time."
+    sp = [_span(r) for r in runs]
+    if None in sp: return None
+    return sum(any(a[0] == b[0] and a[1] < b[2] and b[1] < a[2] for b in sp[:i] + sp[i + 1:]) for i, a in enumerate(sp))
+
+# %% ../nbs/05_analysis.ipynb #46d73f02
+def _wall_note(runs:list[dict]) -> str:
+    "How the runs' wall times were measured, as far as their records say: one run as it ran, or how many ran beside another on one machine."
+    what = 'an epoch of training plus the test-set evaluation, the mean over its epochs'
+    if len(runs) == 1: return f"The run's own wall time ({what}) is shown as it ran; its record does not say what else its machine was running."
+    k, hw = _beside(runs), {s[0] for r in runs if (s := _span(r))}
+    how = ('; their records do not say when each ran, so whether they shared a machine is unknown and they compare arms only loosely.' if k is None else
+           f': by their recorded start times and epoch times, {k} of the {len(runs)} ran beside another of them on a machine of the same name'
+           + (f', and they ran on {len(hw)} kinds of machine' if len(hw) > 1 else '')
+           + (', so they compare arms only loosely.' if k or len(hw) > 1 else '; what else the machine ran is not recorded.'))
+    return f"The runs' own wall times ({what}, then the median and range over seeds) are shown as they ran" + how
+
 # %% ../nbs/05_analysis.ipynb #1e1173ce
 def seconds_per_epoch(r:dict) -> float:
     "Mean wall seconds per epoch of run `r` (training and evaluation), NaN where not logged."
@@ -312,9 +352,7 @@ def cost_table(groups:dict, bench:dict|None=None, base:str='vqema') -> str:
     return '\n'.join(lines + ['', (f'The cost is the benchmark\'s ratio ({where}): one process times every arm\'s training step in turn on the same '
                                     'images, so a change in load hits all of them alike; n/a where it did not time that arm at that K. ' if bench else
                                     'No benchmark given (`scripts/bench.py --json`), so no cost column. ')
-                              + 'The runs\' own wall times (an epoch of training plus the test-set evaluation, the mean over its epochs, then the '
-                                'median and range over seeds) are shown as they ran: two runs at a time shared two cores, often with tests too, '
-                                'so they compare arms only loosely. '
+                              + _wall_note([r for rs in groups.values() for r in rs]) + ' '
                               + ('Machines: ' + '; '.join(f'`{m}`' for m in machines) + '.' if machines else 'No provenance recorded.')])
 
 # %% ../nbs/05_analysis.ipynb #d6915963

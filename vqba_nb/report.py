@@ -53,20 +53,22 @@ def _legend(fig, axes, ncol:int=3):
                          title=LINESTYLES, title_fontsize=8)
 
 def plot_curves(groups:dict, keys=tuple(CURVES)):
-    "Panels (2 a row) of per-epoch metrics: mean over seeds per arm, 95% band (clipped to the metric's range), against epoch; the train loss on a log scale."
+    "Panels (2 a row) of per-epoch metrics that some run logged: mean over seeds per arm, 95% band (clipped to the metric's range), against epoch; the train loss on a log scale. None without any."
     import matplotlib.pyplot as plt
-    keys = [k for k in keys if any(not math.isnan(value(r['metrics'][0], k, r['K'])) for rs in groups.values() for r in rs)]
+    drawn = lambda arm, k: not (arm == 'identity' and k in CODEBOOK)   # the continuous model's codebook metrics are not drawn
+    keys = [k for k in keys if any(drawn(arm, k) and not math.isnan(value(r['metrics'][0], k, r['K'])) for (arm, _), rs in groups.items() for r in rs)]
+    if not keys: return None
     rows = math.ceil(len(keys) / 2)
     fig, axes = plt.subplots(rows, 2, figsize=(10, 3.2 * rows + 0.8), squeeze=False, layout='constrained')
     for ax, k in zip(axes.flat, keys):
         for (arm, K), rs in groups.items():
-            if arm == 'identity' and k in CODEBOOK: continue
+            if not drawn(arm, k): continue
             x, m, lo, hi = band(rs, k)
             ax.plot(x, m, marker='o', ms=3, label=f'{label(arm)} K={K} (n={len(rs)})', **_style(arm, K))
             if len(rs) > 1: ax.fill_between(x, lo, hi, alpha=0.15, color=_style(arm, K)['color'])
         ax.set_xlabel('epoch'); ax.set_title(CURVES.get(k, k), fontsize=10)
         if k == 'train_loss': ax.set_yscale('log')   # k-means' first epoch would flatten the others
-    for ax in axes.flat[len(keys):]: ax.set_axis_off()
+    for ax in axes.flat[len(keys):]: ax.remove()   # an odd number of panels: no empty axes
     _legend(fig, axes.flat)
     return fig
 
@@ -127,10 +129,11 @@ def plot_reconstructions(groups:dict, fr:dict|None=None):
     items = [(f'{label(a)} K={K}', rs[0]) for (a, K), rs in groups.items()] + [(f'BA-VQ beta={fmt(b, "g")}', rs[0]) for b, rs in (fr or {}).items()]
     grids = [(t, p) for t, r in items if (p := _recon_path(r))]
     if not grids: return None
-    rows = math.ceil(len(grids) / 2)
-    fig, axes = plt.subplots(rows, 2, figsize=(11, 1.25 * rows + 0.3), squeeze=False, layout='constrained')
+    rows, cols = math.ceil(len(grids) / 2), min(2, len(grids))
+    fig, axes = plt.subplots(rows, cols, figsize=(11 if cols == 2 else 7, 1.25 * rows + 0.3), squeeze=False, layout='constrained')
     for ax, (t, p) in zip(axes.flat, grids): ax.imshow(plt.imread(p)); ax.set_title(t, fontsize=9)
     for ax in axes.flat: ax.set_axis_off()
+    for ax in axes.flat[len(grids):]: ax.remove()
     fig.suptitle('each panel: 16 test images (top row) over their reconstructions (bottom row), last epoch', fontsize=9)
     return fig
 

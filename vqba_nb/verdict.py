@@ -12,7 +12,7 @@ from .analysis import (METRICS, HIGHER_IS_BETTER, MIN_SEEDS, SEED_K, label, fina
 from .rd_study import rd_answer
 
 # %% auto #0
-__all__ = ['QUESTIONS', 'BA_FAMILY', 'dead_codes', 'operating_points', 'pareto', 'bench_cost', 'verdict']
+__all__ = ['BA_FAMILY', 'QUESTIONS', 'dead_codes', 'operating_points', 'pareto', 'bench_cost', 'verdict']
 
 # %% ../nbs/05a_verdict.ipynb #815967b7
 def _hedged(c:dict, key:str, a:str, b:str) -> str:
@@ -26,6 +26,7 @@ def _hedged(c:dict, key:str, a:str, b:str) -> str:
     if c.get('p_holm', c['p']) < 0.05: return s + f": significant (Holm-adjusted Welch p = {fmt(c.get('p_holm', c['p']), '.2g')}, g = {fmt(c['g'], '+.2f')})."
     return s + f": not significant (Holm-adjusted Welch p = {fmt(c.get('p_holm', c['p']), '.2g')}); no difference detectable at this n."
 
+# %% ../nbs/05a_verdict.ipynb #ad1ab4ff
 def _pending(groups:dict, arm:str, K:int) -> str|None:
     "What is missing for `arm` at K to be weighed: the arm, or its seeds up to MIN_SEEDS; None if complete."
     rs = groups.get((arm, K), [])
@@ -46,6 +47,22 @@ def _versus(groups:dict, K:int, base:str, arms:list, keys:list) -> tuple[list, l
         out += [f'- K={K}, {_hedged(c, key, base, arm)}' for arm, c in cs.items()]
     return out, [p for arm in [base, *arms] if (p := _pending(groups, arm, K))]
 
+# %% ../nbs/05a_verdict.ipynb #80dfc6ec
+def _ask(groups:dict, base:str, arms:list, keys:list, Ks:list, extra=lambda K: []) -> list[str]:
+    "One question's bullets: `_versus` at each of `Ks`, each K followed by `extra(K)`'s bullets, then one pending line for all the K's."
+    res = [(*_versus(groups, K, base, arms, keys), extra(K)) for K in Ks]
+    pend = list(dict.fromkeys(p for _, ps, _ in res for p in ps))
+    return [b for bs, _, ex in res for b in bs + ex] + ([f"- pending: {'; '.join(pend)}."] if pend else [])
+
+# %% ../nbs/05a_verdict.ipynb #901949f9
+def _wall_time(groups:dict, K:int) -> list[str]:
+    "Question 2's compute bullet without a benchmark: BA-VQ's wall time per epoch over VQ-EMA's at K, as the runs logged it; [] where either did not."
+    s = {arm: mean_ci([seconds_per_epoch(r) for r in groups.get((arm, K), [])])['mean'] for arm in ('vqema', 'ba')}
+    if not all(map(math.isfinite, s.values())): return []
+    return [f"- K={K}, compute: BA-VQ takes {fmt(s['ba'] / s['vqema'], '.2f')}x VQ-EMA's wall time per epoch "
+            f"({fmt(s['ba'], '.0f')} vs {fmt(s['vqema'], '.0f')} s, wall times of the runs themselves; see the cost table for the machines)."]
+
+# %% ../nbs/05a_verdict.ipynb #67143a9f
 def _frontier_verdict(fr:dict) -> list[str]:
     "Bullets on how beta shapes utilization, descriptive (one run per beta)."
     if len(fr) < 2: return ['- pending: the frontier needs at least two constant-beta BA-VQ records' + (f' (have beta={fmt(list(fr)[0], "g")})' if fr else '') + '.']
@@ -62,50 +79,57 @@ def _frontier_verdict(fr:dict) -> list[str]:
     n = max(len(rs) for rs in fr.values())
     return out + [f'- {n} run(s) per beta, {epochs_label([r for rs in fr.values() for r in rs])} epochs: a description of the curve, not a test.']
 
-# %% ../nbs/05a_verdict.ipynb #e4492ca1
-QUESTIONS = ('Does BA-VQ use the codebook better than VQ-EMA?', 'At what cost in PSNR and compute?',
-             'Does BA-VQ beat the fixes (dead-code restart, k-means initialisation, the rotation trick, CVQ-VAE, SimVQ) and FSQ?',
-             "Which ingredient matters: the rate term (BA-VQ vs a uniform prior), or balance (vs the balanced assignment)?",
-             "Why do BA-VQ's codes die, and does restart rescue it?", 'How does beta shape utilization?',
-             'Does K=256 tell the same story as K=512?', 'Which method is best on the frontier of quality against bits?',
-             'At equal rate, does BA-VQ reconstruct better than VQ-EMA, and which method gives the best reconstruction at each rate?')
-BA_FAMILY = ('ba', 'ba_uniform', 'ba_balanced', 'ba_restart')
+# %% ../nbs/05a_verdict.ipynb #870c6ff4
+def _dead(d:dict, k:str) -> float: return d.get(f'test_dead_{k}', math.nan)   # field `k` of one epoch's diagnostic, NaN where not logged
 
+def _dead_state(e:int, d:dict) -> str:
+    "Epoch `e`'s diagnostic `d` in words: dead codes, duplicates, stranded ones, and the median gap to the data."
+    return (f"epoch {e}: {fmt(d.get('test_dead_codes'), '.0f')} dead, {fmt(_dead(d, 'duplicates'), '.0f')} duplicates of a live code, "
+            f"{fmt(_dead(d, 'far'), '.0f')} stranded (median gap to the nearest test vector {fmt(_dead(d, 'gap_median'), '.2g')} mean distortions)")
+
+# %% ../nbs/05a_verdict.ipynb #fb769c88
+def _revived(rows:dict) -> str:
+    "For diagnostic `rows` ({epoch: row}) that end with every code alive: from which epoch no code was dead, and how many were ever stranded; '' if that was the first epoch."
+    back = next(e for e in rows if all(not rows[f].get('test_dead_codes', 0) for f in rows if f >= e))
+    most = max(_dead(d, 'far') for d in rows.values())
+    strand = 'none stranded at any epoch' if not most else f"at most {fmt(most, '.0f')} stranded at any epoch"
+    return f"; {strand}, and no dead code from epoch {back} on: its dead codes stayed among the data and came back" if back > next(iter(rows)) else ''
+
+# %% ../nbs/05a_verdict.ipynb #f52b894b
+def _why_dead(d:dict) -> str:
+    "Which explanation covers most dead codes of the last epoch's diagnostic `d` (some dead): stranded far from the data, merged with live codes, or neither."
+    n, dup, far, live = d.get('test_dead_codes', 0), _dead(d, 'duplicates'), _dead(d, 'far'), _dead(d, 'live_gap_median')
+    if far >= n / 2: return 'at the end most dead codes are stranded, far from the data (the stranded-code explanation)'
+    if dup >= n / 2 or (math.isfinite(live) and live < 1e-2): return 'at the end most dead codes sit on live ones (the merged-duplicates explanation)'
+    return 'at the end neither explanation covers most of them: they lie among the data, near live codes that are always nearer'
+
+# %% ../nbs/05a_verdict.ipynb #29535255
+def _kept_out(e0:int, d0:dict, e1:int) -> str:
+    "The clause on the first logged epoch `e0` (diagnostic `d0`; last `e1`) when most dead codes were not yet stranded and the prior's penalty -log Q exceeded beta x gap; else ''."
+    prior = math.isfinite(_dead(d0, 'neg_log_q_median')) and _dead(d0, 'neg_log_q_median') > _dead(d0, 'beta_gap_median')
+    if not (e0 != e1 and _dead(d0, 'far') < d0.get('test_dead_codes', 0) / 2 and prior): return ''
+    return (f"; at epoch {e0} they were not stranded but kept out by the prior: their penalty -log Q (median {fmt(_dead(d0, 'neg_log_q_median'), '.3g')} nats) "
+            f"exceeded their distance term (median beta x gap {fmt(_dead(d0, 'beta_gap_median'), '.3g')}), and a code without mass stays where "
+            'it died while the encoder\'s outputs move away')
+
+# %% ../nbs/05a_verdict.ipynb #34afb133
 def _mechanism(groups:dict, K:int=512, arm:str='ba') -> list[str]:
     "Bullets: what `arm`'s dead-code diagnostic at K says, first and last logged epoch, in words; hedged by how many runs logged it."
     rows = diagnostic_rows(groups.get((arm, K), []))
     if not rows: return [f'- K={K}: pending: no {label(arm)} run logged the dead-code diagnostic yet.']
     (e0, d0), (e1, d1) = list(rows.items())[0], list(rows.items())[-1]
-    n = d1.get('test_dead_codes', 0)
-    get = lambda d, k: d.get(f'test_dead_{k}', math.nan)
     runs = sum(any('test_dead_duplicates' in m for m in r['metrics']) for r in groups[(arm, K)])
     hedge = f'({runs} run(s) logged the diagnostic; a description, not a test)'
-    def state(e, d):
-        return (f"epoch {e}: {fmt(d.get('test_dead_codes'), '.0f')} dead, {fmt(get(d, 'duplicates'), '.0f')} duplicates of a live code, "
-                f"{fmt(get(d, 'far'), '.0f')} stranded (median gap to the nearest test vector {fmt(get(d, 'gap_median'), '.2g')} mean distortions)")
-    if not n:   # every code alive at the end: when did the last dead one come back, and was any ever stranded?
-        back = next(e for e in rows if all(not rows[f].get('test_dead_codes', 0) for f in rows if f >= e))
-        most = max(get(d, 'far') for d in rows.values())
-        strand = 'none stranded at any epoch' if not most else f"at most {fmt(most, '.0f')} stranded at any epoch"
-        return [f"- K={K}, {label(arm)}, {state(e0, d0)}" + (f"; {strand}, and no dead code from epoch {back} on: "
-                'its dead codes stayed among the data and came back' if back > e0 else '') + f' {hedge}.']
-    prior = lambda d: math.isfinite(get(d, 'neg_log_q_median')) and get(d, 'neg_log_q_median') > get(d, 'beta_gap_median')
-    dup, far, live = get(d1, 'duplicates'), get(d1, 'far'), get(d1, 'live_gap_median')
-    if far >= n / 2: why = 'at the end most dead codes are stranded, far from the data (the stranded-code explanation)'
-    elif dup >= n / 2 or (math.isfinite(live) and live < 1e-2): why = 'at the end most dead codes sit on live ones (the merged-duplicates explanation)'
-    else: why = 'at the end neither explanation covers most of them: they lie among the data, near live codes that are always nearer'
-    early = ''
-    if e0 != e1 and get(d0, 'far') < d0.get('test_dead_codes', 0) / 2 and prior(d0):
-        early = (f"; at epoch {e0} they were not stranded but kept out by the prior: their penalty -log Q (median {fmt(get(d0, 'neg_log_q_median'), '.3g')} nats) "
-                 f"exceeded their distance term (median beta x gap {fmt(get(d0, 'beta_gap_median'), '.3g')}), and a code without mass stays where "
-                 'it died while the encoder\'s outputs move away')
-    return [f'- K={K}, {label(arm)}, {state(e0, d0)}; {state(e1, d1)}: {why}{early} {hedge}.']
+    if not d1.get('test_dead_codes', 0): return [f"- K={K}, {label(arm)}, {_dead_state(e0, d0)}{_revived(rows)} {hedge}."]   # every code alive at the end
+    return [f'- K={K}, {label(arm)}, {_dead_state(e0, d0)}; {_dead_state(e1, d1)}: {_why_dead(d1)}{_kept_out(e0, d0, e1)} {hedge}.']
 
+# %% ../nbs/05a_verdict.ipynb #46b797c6
 def dead_codes(groups:dict, Ks) -> list[str]:
     "Question 5's diagnostic bullets: BA-VQ at each K where it logged the diagnostic (pending at the seed's K if it did nowhere), then VQ-EMA for contrast where it did."
     have = lambda arm: [K for K in Ks if diagnostic_rows(groups.get((arm, K), []))]
     return ([b for K in have('ba') for b in _mechanism(groups, K)] or _mechanism(groups, SEED_K)) + [b for K in have('vqema') for b in _mechanism(groups, K, 'vqema')]
 
+# %% ../nbs/05a_verdict.ipynb #c8c76027
 def _same_story(groups:dict, Ks=(256, 512)) -> list[str]:
     "Bullets: the sign of BA-VQ minus VQ-EMA in perplexity and PSNR at each K, and whether they agree."
     d = {K: {k: compare([final(r, k) for r in groups.get(('vqema', K), [])], [final(r, k) for r in groups.get(('ba', K), [])])['diff']
@@ -120,6 +144,7 @@ def _same_story(groups:dict, Ks=(256, 512)) -> list[str]:
     hedge = f"so far, a first look ({'; '.join(few)})" if few else 'means; the tests are in question 1 and 2'
     return [f"- {'; '.join(parts)}: {'the same direction at both sizes' if same else 'the direction changes with K'} ({hedge})."]
 
+# %% ../nbs/05a_verdict.ipynb #be3daa1f
 def operating_points(groups:dict, K:int) -> dict:
     "{arm: (bits = mean log2 perplexity, mean PSNR, seeds)} at K, every quantizer (not the continuous model)."
     pts = {}
@@ -129,11 +154,15 @@ def operating_points(groups:dict, K:int) -> dict:
         pts[arm] = (float(np.mean(b)) if b else math.nan, mean_ci([final(r, 'test_psnr') for r in rs])['mean'], len(rs))
     return pts
 
+# %% ../nbs/05a_verdict.ipynb #ac301f8e
 def pareto(pts:dict) -> list[str]:
     "The arms of `pts` that no other arm matches or beats on both bits and PSNR (higher is better on both), best PSNR first."
     ok = {a: p for a, p in pts.items() if math.isfinite(p[0]) and math.isfinite(p[1])}
     beats = lambda b, a: ok[b][0] >= ok[a][0] and ok[b][1] >= ok[a][1] and ok[b][:2] != ok[a][:2]
     return sorted([a for a in ok if not any(beats(b, a) for b in ok if b != a)], key=lambda a: -ok[a][1])
+
+# %% ../nbs/05a_verdict.ipynb #72f55f13
+BA_FAMILY = ('ba', 'ba_uniform', 'ba_balanced', 'ba_restart')
 
 def _frontier_of_arms(groups:dict) -> list[str]:
     "Bullets per K: the arms on the bits-PSNR frontier, the continuous ceiling, and whether a BA variant beats VQ-EMA + restart on both axes."
@@ -152,6 +181,7 @@ def _frontier_of_arms(groups:dict) -> list[str]:
         out.append(s + ' (means over seeds).')
     return out or ['- pending: no K with two quantizers yet.']
 
+# %% ../nbs/05a_verdict.ipynb #0be1597c
 def bench_cost(bench:dict|None) -> list[str]:
     "Bullets: BA-VQ's training throughput against VQ-EMA's in one benchmark run (`vqba_nb.bench`'s JSON), the fast path and the generic one."
     if not bench: return []
@@ -162,6 +192,7 @@ def bench_cost(bench:dict|None) -> list[str]:
     if math.isfinite(ips('ba_generic')): out += f" ({fmt(ips('vqema') / ips('ba_generic'), '.2f')}x by the generic path)"
     return [out + '.']
 
+# %% ../nbs/05a_verdict.ipynb #dccece5c
 def _at_equal_rate(rd:dict|None) -> list[str]:
     "Question 2's reading at equal rate: BA-VQ's BD-PSNR against VQ-EMA, where the rate-distortion study has one."
     d = ((rd or {}).get('methods', {}).get('ba') or {}).get('bd_psnr') or {}
@@ -169,30 +200,45 @@ def _at_equal_rate(rd:dict|None) -> list[str]:
     return [f"- at equal rate the PSNR cost is smaller: BD-PSNR {fmt(d['value'], '+.2f')} dB over {fmt(d['lo'], '.2f')}-{fmt(d['hi'], '.2f')} bits "
             "per latent (question 9): at one K, BA-VQ also runs at a lower rate."]
 
+# %% ../nbs/05a_verdict.ipynb #4808d373
+def _at(groups:dict, Ks:list, arms:list) -> list:
+    "The K's of `Ks` where any of `arms` ran; before any has, the seed's K if among `Ks`, else the smallest."
+    return [K for K in Ks if any((a, K) in groups for a in arms)] or [SEED_K if SEED_K in Ks else min(Ks)]
+
+# %% ../nbs/05a_verdict.ipynb #e4492ca1
+QUESTIONS = ('Does BA-VQ use the codebook better than VQ-EMA?', 'At what cost in PSNR and compute?',
+             'Does BA-VQ beat the fixes (dead-code restart, k-means initialisation, the rotation trick, CVQ-VAE, SimVQ) and FSQ?',
+             "Which ingredient matters: the rate term (BA-VQ vs a uniform prior), or balance (vs the balanced assignment)?",
+             "Why do BA-VQ's codes die, and does restart rescue it?", 'How does beta shape utilization?',
+             'Does K=256 tell the same story as K=512?', 'Which method is best on the frontier of quality against bits?',
+             'At equal rate, does BA-VQ reconstruct better than VQ-EMA, and which method gives the best reconstruction at each rate?')
+
+# %% ../nbs/05a_verdict.ipynb #62fc4781
+def _study_needed(groups:dict, fr:dict) -> str:
+    "Said once in place of the questions when these runs leave all of them pending: what the runs are, and the commands that run and read the study."
+    have = [f'{label(a)} K={K}: {len(rs)} run(s)' for (a, K), rs in groups.items()] + [f"{label('frontier')}: {sum(map(len, fr.values()))} run(s)"] * bool(fr)
+    return (f"None of the study's {len(QUESTIONS)} questions can be weighed from these runs ({'; '.join(have) or 'none has finished an epoch'}): they compare "
+            'quantizers (VQ-EMA, BA-VQ, its ablations and the fixes for dead codes) over several seeds each. The study runs them: '
+            '`python scripts/sweep.py --sweep sweeps/study.yaml` (it skips the runs already recorded in results/study); then '
+            '`python scripts/analyze.py --results results/study results/rd` answers the questions from the study\'s records.')
+
+# %% ../nbs/05a_verdict.ipynb #e3361c27
 def verdict(groups:dict, fr:dict|None=None, bench:dict|None=None,
             rd:dict|None=None # the rate-distortion study's summary (`rd_summary`), for question 9
            ) -> str:
     "The study's questions, answered from the numbers and hedged by the statistics; `bench`: a benchmark's JSON for the cost."
     Ks = list(dict.fromkeys(K for a, K in groups if a in ('vqema', 'ba'))) or [SEED_K]
-    def ask(base, arms, keys, extra=lambda K: [], Ks=Ks):
-        res = [(*_versus(groups, K, base, arms, keys), extra(K)) for K in Ks]
-        pend = list(dict.fromkeys(p for _, ps, _ in res for p in ps))
-        return [b for bs, _, ex in res for b in bs + ex] + ([f"- pending: {'; '.join(pend)}."] if pend else [])
-    def compute(K):
-        if bench: return []
-        s = {arm: mean_ci([seconds_per_epoch(r) for r in groups.get((arm, K), [])])['mean'] for arm in ('vqema', 'ba')}
-        if not all(map(math.isfinite, s.values())): return []
-        return [f"- K={K}, compute: BA-VQ takes {fmt(s['ba'] / s['vqema'], '.2f')}x VQ-EMA's wall time per epoch "
-                f"({fmt(s['ba'], '.0f')} vs {fmt(s['vqema'], '.0f')} s, wall times of the runs themselves; see the cost table for the machines)."]
-    # the fixes and ablations are weighed at the K's where any of them ran (the study runs them at K=512 only); before any has, at the seed's K
-    at = lambda arms: [K for K in Ks if any((a, K) in groups for a in arms)] or [SEED_K if SEED_K in Ks else min(Ks)]
     fixes, ablations = ['vqema_restart', 'kmeans', 'fsq', 'vqema_rotation', 'cvq', 'simvq'], ['ba_uniform', 'ba_balanced']
-    answers = [ask('vqema', ['ba'], ['test_perplexity', 'used_codes']), ask('vqema', ['ba'], ['test_psnr'], compute) + bench_cost(bench) + _at_equal_rate(rd),
-               ask('ba', fixes, ['test_perplexity', 'test_psnr'], Ks=at(fixes)),
-               ask('ba', ablations, ['test_perplexity', 'test_psnr'], Ks=at(ablations)),
-               dead_codes(groups, Ks) + ask('ba', ['ba_restart'], ['used_codes', 'test_psnr'], Ks=at(['ba_restart'])), _frontier_verdict(fr or {}),
-               _same_story(groups), _frontier_of_arms(groups),
+    at = lambda arms: _at(groups, Ks, arms)
+    wall = lambda K: [] if bench else _wall_time(groups, K)   # a benchmark, when given, times the cost instead
+    answers = [_ask(groups, 'vqema', ['ba'], ['test_perplexity', 'used_codes'], Ks),
+               _ask(groups, 'vqema', ['ba'], ['test_psnr'], Ks, wall) + bench_cost(bench) + _at_equal_rate(rd),
+               _ask(groups, 'ba', fixes, ['test_perplexity', 'test_psnr'], at(fixes)),
+               _ask(groups, 'ba', ablations, ['test_perplexity', 'test_psnr'], at(ablations)),
+               dead_codes(groups, Ks) + _ask(groups, 'ba', ['ba_restart'], ['used_codes', 'test_psnr'], at(['ba_restart'])),
+               _frontier_verdict(fr or {}), _same_story(groups), _frontier_of_arms(groups),
                ['- ' + b for b in rd_answer(rd)] if rd else ['- pending: no rate-distortion summary given (the analysis of results/study with results/rd builds it).']]
+    if not [b for bs in answers for b in bs if 'pending' not in b and b not in bench_cost(bench)]: return _study_needed(groups, fr or {})   # the benchmark's bullet is not about these runs
     parts = []
     for i, (q, bullets) in enumerate(zip(QUESTIONS, answers), 1): parts += [f'**{i}. {q}**', '', *bullets, '']
     return '\n'.join(parts).rstrip()
