@@ -12,7 +12,7 @@ from .ba_fast import ba_hard_step
 from . import dist
 
 # %% auto #0
-__all__ = ['blahut_arimoto', 'ba_prior', 'sinkhorn_plan', 'plan_codes', 'beta_at', 'BAQuantizer', 'BalancedQuantizer']
+__all__ = ['blahut_arimoto', 'ba_prior', 'sinkhorn_plan', 'plan_codes', 'anneal', 'BAQuantizer', 'BalancedQuantizer']
 
 # %% ../nbs/02a_ba.ipynb #febcdae8
 def blahut_arimoto(d:torch.Tensor, # (N,K) distortions
@@ -69,14 +69,17 @@ def plan_codes(m:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
     return torch.max(m * torch.exp(b - b.max()), 1).indices   # torch.max's indices: 2-3x faster than argmax here
 
 # %% ../nbs/02a_ba.ipynb #2025f555
-def beta_at(frac:float, start:float, end:float, schedule:str='linear') -> float:
-    "Annealed beta at fraction `frac` of training."
+def anneal(frac:float, # fraction of training done (clipped to [0, 1])
+           start:float, end:float, # the values at 0 and at 1
+           schedule:str='linear', # constant (`end` throughout), linear, cosine, exp (geometric: start > 0)
+          ) -> float:
+    "The value at fraction `frac` of training of a quantity annealed from `start` to `end` along `schedule`."
     t = min(max(frac, 0.), 1.)
     if schedule == 'constant': return end
     if schedule == 'linear': return start + (end - start) * t
     if schedule == 'cosine': return start + (end - start) * (1 - math.cos(math.pi * t)) / 2
     if schedule == 'exp': return start * (end / start) ** t
-    raise ValueError(f'unknown beta schedule {schedule!r}')
+    raise ValueError(f'unknown schedule {schedule!r}: use constant, linear, cosine or exp')
 
 # %% ../nbs/02a_ba.ipynb #df8f1a57
 class BAQuantizer(CodebookQuantizer):
@@ -110,14 +113,14 @@ class BAQuantizer(CodebookQuantizer):
         self.beta_start, self.beta_end, self.schedule, self.ba_iters = beta_start, beta_end, schedule, ba_iters
         self.dist_norm, self.q_mode, self.q_decay, self.q_min, self.dist_decay = dist_norm, q_mode, q_decay, q_min, dist_decay
         self.assign, self.codebook_update, self.commitment, self.fast = assign, codebook_update, commitment, fast
-        self._beta = beta_at(0., beta_start, beta_end, schedule)
+        self._beta = anneal(0., beta_start, beta_end, schedule)
         self.register_buffer('beta', torch.tensor(self._beta))
         self.register_buffer('log_q', torch.full((K,), -math.log(K)))   # running Q (q_mode='ema')
         self.register_buffer('dist_scale', torch.tensor(0.))            # running mean nearest-code distance (dist_norm='running'); 0 = unset
         self._work = None                                               # forward_fast's two (N,K) buffers, reused between steps
 
     def set_progress(self, frac:float):
-        self._beta = beta_at(frac, self.beta_start, self.beta_end, self.schedule)
+        self._beta = anneal(frac, self.beta_start, self.beta_end, self.schedule)
         self.beta.fill_(self._beta)   # the buffer, for checkpoints and logs
 
     def scale(self, dmin:torch.Tensor):
