@@ -412,7 +412,7 @@ BAD_INPUTS: dict[str, tuple[Cli | Api, list[str]]] = {   # case -> (command line
     'api_quantizer_decay': (api(ValueError, lambda: build_quantizer({'type': 'vqema', 'decay': 1.5})), ['decay', '1.5']),
     'api_quantizer_init': (api(ValueError, lambda: build_quantizer({'type': 'vqema', 'init': 'zeros'})), ['init', "'data'", "'normal'", "'zeros'"]),
     'api_quantizer_eps_zero': (api(ValueError, lambda: build_quantizer({'type': 'vqema', 'eps': 0.0})), ['eps must be > 0']),
-    'api_quantizer_ba_dist_norm': (api(ValueError, lambda: build_quantizer({'type': 'ba', 'K': 8, 'dim': 4, 'dist_norm': 'x'})),
+    'api_quantizer_ba_soft_dist_norm': (api(ValueError, lambda: build_quantizer({'type': 'ba_soft', 'K': 8, 'dim': 4, 'dist_norm': 'x'})),
                                    ['dist_norm', 'running', "'x'"]),
     'api_quantizer_fsq_K_without_levels': (api(ValueError, lambda: build_quantizer({'type': 'fsq', 'K': 7})), ['K=7', 'quantizer.levels']),
     'api_quantizer_fsq_levels_product': (api(ValueError, lambda: build_quantizer({'type': 'fsq', 'K': 8, 'levels': [3, 3]})), ['[3, 3]', 'K=8']),

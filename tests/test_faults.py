@@ -102,17 +102,16 @@ def test_random_sigkills_then_resume_is_exact(tmp_path, reference, zygote):
 @pytest.mark.parametrize('quant', [
     ('quantizer.restart_threshold=8.0',),
     ('quantizer.type=balanced',),
-    ('quantizer.type=ba', 'quantizer.dist_norm=running', 'quantizer.assign=hard_st', 'quantizer.codebook_update=ema',
-     'quantizer.beta_start=10.0', 'quantizer.beta_end=1000.0'),
+    ('quantizer.type=ba', 'quantizer.beta_start=10.0', 'quantizer.beta_end=1000.0'),
     ('quantizer.type=ba', 'quantizer.restart_threshold=8.0'),
     ('quantizer.type=fsq', 'quantizer.levels=[4,4,2]'),
     ('quantizer.type=vqema_rotation',),
     ('quantizer.type=cvq', 'quantizer.anchor=probrandom'),
     ('quantizer.type=simvq',),
-], ids=['vqema_restart', 'ba_balanced', 'ba_fast_path', 'ba_restart', 'fsq', 'vqema_rotation', 'cvq', 'simvq'])
+], ids=['vqema_restart', 'ba_balanced', 'ba', 'ba_restart', 'fsq', 'vqema_rotation', 'cvq', 'simvq'])
 def test_sigkills_resume_exact_restart_and_balanced(quant, tmp_path, reference, zygote):
     """The quantizers with extra state (the restart generator and step counter, for VQ-EMA and for BA-VQ; the balanced
-    assignment's EMA codebook; FSQ's projections) and BA-VQ's default configuration (its fast path reuses buffers between steps, which must
+    assignment's EMA codebook; FSQ's projections) and BA-VQ (its closed-form step reuses buffers between steps, which must
     carry nothing over): SIGKILLs at seeded
     random moments, then resume; the finished run equals an uninterrupted one bitwise."""
     extra = ('train.ckpt_every=1', 'train.epochs=3', *quant)

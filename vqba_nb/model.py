@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from .core import UserError
 from .data import CIFAR_VAR
 from .quantizers import Quantizer, IdentityQuantizer, VQEMAQuantizer
-from .ba import BAQuantizer, BalancedQuantizer
+from .ba import BAQuantizer
+from .ba_soft import BASoftQuantizer, BalancedQuantizer
 from .baselines import KMeansQuantizer, GumbelQuantizer
 from .fsq import FSQQuantizer
 from .rotation import RotationQuantizer
@@ -100,7 +101,7 @@ def param_groups(model:nn.Module, weight_decay:float) -> list[dict]:
     return [{'params': decay, 'weight_decay': weight_decay}, {'params': rest, 'weight_decay': 0.0}]
 
 # %% ../nbs/03_model.ipynb #62a29c34
-QUANTIZERS = {'identity': IdentityQuantizer, 'vqema': VQEMAQuantizer, 'ba': BAQuantizer, 'balanced': BalancedQuantizer, 'kmeans': KMeansQuantizer, 'gumbel': GumbelQuantizer, 'fsq': FSQQuantizer,
+QUANTIZERS = {'identity': IdentityQuantizer, 'vqema': VQEMAQuantizer, 'ba': BAQuantizer, 'ba_soft': BASoftQuantizer, 'balanced': BalancedQuantizer, 'kmeans': KMeansQuantizer, 'gumbel': GumbelQuantizer, 'fsq': FSQQuantizer,
               'vqema_rotation': RotationQuantizer, 'cvq': CVQQuantizer, 'simvq': SimVQQuantizer}
 
 def quantizer_keys(kind:str) -> dict:
