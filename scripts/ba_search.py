@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Small grid search over BA-VQ options on a CIFAR-10 training subset; prints a markdown table, writes JSON.
+"""Small grid search over BA-VQ options (the generic class BASoftQuantizer, type ba_soft) on a CIFAR-10 training subset; prints a markdown table, writes JSON.
 
 python scripts/ba_search.py --subset 10000 --epochs 2 --out experiments/ba_search
 Every run is a normal run folder under --out; results are read back from their metrics.jsonl.
@@ -11,8 +11,8 @@ from vqba_nb.runs import read_metrics
 from vqba_nb.train import run
 from vqba_nb.core import ArgumentParser, UserError, fail
 
-p = ArgumentParser(prog='ba_search', hint=' (see ba_search.py --help)', description='Grid search over BA-VQ options (dist_norm, assign, codebook_update, beta range) '
-                            'from configs/ba_seed.yaml on a CIFAR-10 training subset; prints a markdown table and writes search.json.')
+p = ArgumentParser(prog='ba_search', hint=' (see ba_search.py --help)', description='Grid search over BA-VQ options (dist_norm, assign, codebook_update, beta range) of the generic class '
+                            '(type ba_soft) from configs/ba_seed.yaml on a CIFAR-10 training subset; prints a markdown table and writes search.json.')
 p.add_argument('--subset', type=int, default=10000, help='CIFAR-10 training images per run (data.subset)')
 p.add_argument('--test-subset', type=int, default=2000, help='test images of the hard evaluation (data.test_subset)')
 p.add_argument('--epochs', type=int, default=2, help='epochs per run')

@@ -39,6 +39,7 @@ from conftest import REPO, assert_user_error, files_under, tiny, tiny_dict
 import vqba_nb.analysis as A
 import vqba_nb.bench as BE
 import vqba_nb.config as C
+from vqba_nb.registry import QUANTIZERS
 import vqba_nb.data as D
 import vqba_nb.report as RP
 import vqba_nb.runs as R
@@ -238,7 +239,7 @@ TINY_BENCH = ('--config', BASE, '--images', '64', '--steps', '1', '--repeats', '
               '--no-reference', '--no-compile', '--quantizers', 'vqema', '--threads', '1')
 NO_CUDA = not torch.cuda.is_available()
 NO_MPS = not torch.backends.mps.is_available()
-QTYPES = ', '.join(C.QUANTIZERS)
+QTYPES = ', '.join(QUANTIZERS)
 
 BAD_INPUTS: dict[str, tuple[Cli | Api, list[str]]] = {   # case -> (command line or function, what its message must contain)
     # ---- resume: train.py --resume PATH
@@ -412,7 +413,7 @@ BAD_INPUTS: dict[str, tuple[Cli | Api, list[str]]] = {   # case -> (command line
     'api_quantizer_decay': (api(ValueError, lambda: build_quantizer({'type': 'vqema', 'decay': 1.5})), ['decay', '1.5']),
     'api_quantizer_init': (api(ValueError, lambda: build_quantizer({'type': 'vqema', 'init': 'zeros'})), ['init', "'data'", "'normal'", "'zeros'"]),
     'api_quantizer_eps_zero': (api(ValueError, lambda: build_quantizer({'type': 'vqema', 'eps': 0.0})), ['eps must be > 0']),
-    'api_quantizer_ba_dist_norm': (api(ValueError, lambda: build_quantizer({'type': 'ba', 'K': 8, 'dim': 4, 'dist_norm': 'x'})),
+    'api_quantizer_ba_soft_dist_norm': (api(ValueError, lambda: build_quantizer({'type': 'ba_soft', 'K': 8, 'dim': 4, 'dist_norm': 'x'})),
                                    ['dist_norm', 'running', "'x'"]),
     'api_quantizer_fsq_K_without_levels': (api(ValueError, lambda: build_quantizer({'type': 'fsq', 'K': 7})), ['K=7', 'quantizer.levels']),
     'api_quantizer_fsq_levels_product': (api(ValueError, lambda: build_quantizer({'type': 'fsq', 'K': 8, 'levels': [3, 3]})), ['[3, 3]', 'K=8']),
@@ -727,13 +728,13 @@ def section_keys() -> list[str]:
     keys = {'x', 'bogus'}
     for t in typing.get_type_hints(C.Config).values():
         if dataclasses.is_dataclass(t): keys |= set(typing.get_type_hints(t))
-    for cls in C.QUANTIZERS.values(): keys |= set(typing.get_type_hints(cls.__init__)) - {'return'}
+    for cls in QUANTIZERS.values(): keys |= set(typing.get_type_hints(cls.__init__)) - {'return'}
     return sorted(keys | {'type'})
 
 
 SUB_KEYS = section_keys()
 SECTIONS = {k: t for k, t in typing.get_type_hints(C.Config).items() if dataclasses.is_dataclass(t)}
-VQEMA_KEYS = {k: t for k, t in typing.get_type_hints(C.QUANTIZERS['vqema'].__init__).items() if k != 'return'}
+VQEMA_KEYS = {k: t for k, t in typing.get_type_hints(QUANTIZERS['vqema'].__init__).items() if k != 'return'}
 
 
 def typed(t):
@@ -756,7 +757,7 @@ def section(hints: dict):
 
 plain_config_doc = st.fixed_dictionaries({}, optional={
     **{name: section(typing.get_type_hints(cls)) for name, cls in SECTIONS.items()},
-    'quantizer': section({**VQEMA_KEYS, 'type': typing.Literal[tuple(C.QUANTIZERS)]}),
+    'quantizer': section({**VQEMA_KEYS, 'type': typing.Literal[tuple(QUANTIZERS)]}),
     'name': st.sampled_from(['fz', 'a/b', 'x y', '', '..']),
     'inherit': st.sampled_from(['c.yaml', 'vq.yaml', 'missing.yaml', 'self.yaml'])}).filter(lambda d: 'inherit' not in d or len(d) > 2)
 TOP_KEYS = ['name', 'data', 'model', 'quantizer', 'optim', 'train', 'wandb', 'inherit', 'out_dir', 'bogus', 'train.epochs']

@@ -17,6 +17,7 @@ from conftest import (TINY_STEPS_PER_EPOCH, assert_same_run, assert_user_error, 
                       lock_owner, read_metrics, start, tiny, tiny_dict, train, train_many, wait_for)
 import vqba_nb.train as T
 import vqba_nb.config as C
+from vqba_nb.registry import QUANTIZERS
 import vqba_nb.runs as R
 from vqba_nb.core import UserError
 from vqba_nb.data import CIFAR_DIR, CIFAR_FILES
@@ -102,17 +103,16 @@ def test_random_sigkills_then_resume_is_exact(tmp_path, reference, zygote):
 @pytest.mark.parametrize('quant', [
     ('quantizer.restart_threshold=8.0',),
     ('quantizer.type=balanced',),
-    ('quantizer.type=ba', 'quantizer.dist_norm=running', 'quantizer.assign=hard_st', 'quantizer.codebook_update=ema',
-     'quantizer.beta_start=10.0', 'quantizer.beta_end=1000.0'),
+    ('quantizer.type=ba', 'quantizer.beta_start=10.0', 'quantizer.beta_end=1000.0'),
     ('quantizer.type=ba', 'quantizer.restart_threshold=8.0'),
     ('quantizer.type=fsq', 'quantizer.levels=[4,4,2]'),
     ('quantizer.type=vqema_rotation',),
     ('quantizer.type=cvq', 'quantizer.anchor=probrandom'),
     ('quantizer.type=simvq',),
-], ids=['vqema_restart', 'ba_balanced', 'ba_fast_path', 'ba_restart', 'fsq', 'vqema_rotation', 'cvq', 'simvq'])
+], ids=['vqema_restart', 'ba_balanced', 'ba', 'ba_restart', 'fsq', 'vqema_rotation', 'cvq', 'simvq'])
 def test_sigkills_resume_exact_restart_and_balanced(quant, tmp_path, reference, zygote):
     """The quantizers with extra state (the restart generator and step counter, for VQ-EMA and for BA-VQ; the balanced
-    assignment's EMA codebook; FSQ's projections) and BA-VQ's default configuration (its fast path reuses buffers between steps, which must
+    assignment's EMA codebook; FSQ's projections) and BA-VQ (its closed-form step reuses buffers between steps, which must
     carry nothing over): SIGKILLs at seeded
     random moments, then resume; the finished run equals an uninterrupted one bitwise."""
     extra = ('train.ckpt_every=1', 'train.epochs=3', *quant)
@@ -442,8 +442,8 @@ def key_types() -> dict:
             if dataclasses.is_dataclass(t): out[prefix + k] = dict; walk(t, f'{prefix}{k}.')
             else: out[prefix + k] = t
     walk(C.Config, '')
-    out['quantizer'], out['quantizer.type'] = dict, typing.Literal[tuple(C.QUANTIZERS)]
-    for cls in C.QUANTIZERS.values():
+    out['quantizer'], out['quantizer.type'] = dict, typing.Literal[tuple(QUANTIZERS)]
+    for cls in QUANTIZERS.values():
         for k, t in typing.get_type_hints(cls.__init__).items():
             if k != 'return': out.setdefault(f'quantizer.{k}', t)
     return out
@@ -458,7 +458,7 @@ EXCLUDED = {
 }
 KNOWN = sorted(k for k in TYPES if k not in EXCLUDED)
 # keys valid with the tiny config's quantizer (vqema), drawn more often than the other quantizers' keys
-CORE = [k for k in KNOWN if not k.startswith('quantizer.') or k[10:] in typing.get_type_hints(C.QUANTIZERS['vqema'].__init__)]
+CORE = [k for k in KNOWN if not k.startswith('quantizer.') or k[10:] in typing.get_type_hints(QUANTIZERS['vqema'].__init__)]
 # Known keys whose valid values must stay small (big ones are big jobs, or the known crashes of test_odd_values_fail_cleanly:
 # model.n_hid=1, train.n_samples=0, huge train.seed / train.threads / sizes). Larger positive ints drawn for them are negated.
 BOUNDED = {'train.epochs': (1, 2), 'model.n_hid': (2, 24), 'model.n_res': (1, 3), 'quantizer.K': (1, 256),

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .quantizers import Quantizer, CodebookQuantizer, QuantOut, to_vectors
-from .ba import beta_at
+from .ba import anneal
 
 # %% auto #0
 __all__ = ['KMeansQuantizer', 'GumbelQuantizer']
@@ -61,18 +61,18 @@ class GumbelQuantizer(Quantizer):
         if kl_weight < 0 or kl_ramp_steps < 0: raise ValueError(f'kl_weight and kl_ramp_steps must be >= 0, got {kl_weight}, {kl_ramp_steps}')
         if tau_start <= 0 or tau_end <= 0: raise ValueError('tau_start and tau_end must be > 0')
         if features is not None and features < 1: raise ValueError(f'features must be at least 1 (or None), got {features}')
-        beta_at(0., tau_start, tau_end, tau_schedule)   # checks the schedule's name
+        anneal(0., tau_start, tau_end, tau_schedule)   # checks the schedule's name
         self.kl_weight, self.kl_ramp_steps, self.straight_through, self.features = kl_weight, kl_ramp_steps, straight_through, features
         self.tau_start, self.tau_end, self.tau_schedule = tau_start, tau_end, tau_schedule
         g = torch.Generator().manual_seed(seed)
         self.proj = nn.Conv2d(features or dim, K, 1)                           # features (B,C,H,W) -> logits (B,K,H,W)
         self.codebook = nn.Parameter(torch.randn(K, dim, generator=g))
-        self._tau = beta_at(0., tau_start, tau_end, tau_schedule)
+        self._tau = anneal(0., tau_start, tau_end, tau_schedule)
         self.register_buffer('tau', torch.tensor(self._tau))
         self.register_buffer('step', torch.tensor(0))                           # training steps taken: the KL ramp's clock
 
     def set_progress(self, frac:float):
-        self._tau = beta_at(frac, self.tau_start, self.tau_end, self.tau_schedule); self.tau.fill_(self._tau)
+        self._tau = anneal(frac, self.tau_start, self.tau_end, self.tau_schedule); self.tau.fill_(self._tau)
 
     def kl_weight_now(self) -> torch.Tensor:
         "The KL weight at this step: kl_weight (1 - cos(pi/2 min(step / kl_ramp_steps, 1))), as the reference's cos_anneal; a 0-d tensor (no host sync)."

@@ -94,7 +94,7 @@ def quantizer_ms(qcfgs:dict, # name -> quantizer config section
 # %% ../nbs/06_bench.ipynb #7e030ee3
 BENCH_QUANTIZERS = {   # name -> (config file next to --config, what to set on top of it; None: the file is required)
     'identity': ('identity.yaml', {'type': 'identity'}), 'vqema': ('vqema.yaml', {'type': 'vqema'}),
-    'ba': ('ba.yaml', {'type': 'ba'}), 'ba_generic': ('ba.yaml', {'type': 'ba', 'fast': False}),
+    'ba': ('ba.yaml', {'type': 'ba'}), 'ba_generic': ('ba.yaml', {'type': 'ba_soft'}),
     **{arm: (f'{arm}.yaml', None) for arm in ('vqema_restart', 'kmeans', 'gumbel', 'ba_balanced', 'ba_uniform', 'ba_restart', 'fsq', 'vqema_rotation', 'cvq', 'simvq')}}
 
 def bench_quantizers(names, config_dir:Path) -> dict:
@@ -199,7 +199,7 @@ def parse_args(argv:list[str]|None=None) -> argparse.Namespace:
     p.add_argument('--steps', type=int, default=10, help='timed steps of each pipeline per round')
     p.add_argument('--repeats', type=int, default=3, help='rounds; each times every pipeline in turn, and the median round is reported')
     p.add_argument('--eval-images', type=int, default=10000, help='test images for the evaluation timing (with VQ-EMA)')
-    p.add_argument('--quantizers', default='identity,vqema,ba', help=f"comma-separated, from: {', '.join(BENCH_QUANTIZERS)} (ba_generic: BA-VQ with fast=False), or all")
+    p.add_argument('--quantizers', default='identity,vqema,ba', help=f"comma-separated, from: {', '.join(BENCH_QUANTIZERS)} (ba_generic: BA-VQ by the generic class ba_soft), or all")
     p.add_argument('--no-reference', action='store_true', help='skip the reference-style pipeline (PIL images through a DataLoader)')
     p.add_argument('--no-compile', action='store_true', help='skip VQ-EMA with train.compile (encoder and decoder compiled at their first step)')
     p.add_argument('--bf16', choices=('auto', 'on', 'off'), default='auto', help='also time VQ-EMA with train.precision=bf16 (auto: on a GPU only)')

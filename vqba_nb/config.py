@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Literal, Optional
 import yaml
 from .core import UserError, check_value
-from .registry import QUANTIZERS, check_quantizer, build_quantizer
+from .registry import check_quantizer, build_quantizer
+from .ba import upgrade_ba
 
 # %% auto #0
 __all__ = ['SAFE_ON_RESUME', 'DataCfg', 'ModelCfg', 'OptimCfg', 'TrainCfg', 'WandbCfg', 'Config', 'config_from_dict',
@@ -171,6 +172,7 @@ def _flat(d:dict, prefix='') -> dict:
 def resume_config(ck:dict, overrides:dict) -> tuple[Config, list[str]]:
     "The checkpoint's config with `overrides` applied; refuses changes outside `SAFE_ON_RESUME`."
     old = ck['config']
+    if isinstance(old, dict) and 'quantizer' in old: old = {**old, 'quantizer': upgrade_ba(old['quantizer'])}   # written before BA-VQ's split
     new = asdict(config_from_dict(merge_configs(old, overrides, replace_typed=False)))
     a, b = _flat(asdict(config_from_dict(old))), _flat(new)   # keys added since the checkpoint was written take their defaults
     changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_rd_study.ipynb #97d69426
 from __future__ import annotations
-import json, math
+import json
 from pathlib import Path
 import numpy as np
 from .analysis import ARMS, label, final, fmt
@@ -96,7 +96,8 @@ def rd_frontier(by_arm:dict) -> dict:
 def rd_summary(runs:list[dict], base:str=RD_BASE, epochs:int=RD_EPOCHS) -> dict:
     "Everything the tables, the figure and the verdict of the rate-distortion study read: per method its points and deltas against `base`, the frontier, the ceiling."
     by = rd_runs(runs, epochs)
-    pts, deltas = rd_points(by), rd_deltas(rd_points(by), base)
+    pts = rd_points(by)
+    deltas = rd_deltas(pts, base)
     ceil = [final(r, 'test_psnr') for r in runs if r['arm'] == 'identity' and r['metrics'] and r['metrics'][-1]['epoch'] == epochs]
     return {'epochs': epochs, 'base': base, 'rate': 'log2 of the whole-test-set perplexity', 'distortion': 'test_psnr (mean of per-image PSNR, dB)',
             'ceiling': {'psnr': float(np.mean(ceil)) if ceil else None, 'runs': len(ceil)},

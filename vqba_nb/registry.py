@@ -7,7 +7,8 @@ from __future__ import annotations
 import inspect, typing
 from .core import UserError, check_value
 from .quantizers import Quantizer, IdentityQuantizer, VQEMAQuantizer
-from .ba import BAQuantizer, BalancedQuantizer
+from .ba import BAQuantizer
+from .ba_soft import BASoftQuantizer, BalancedQuantizer
 from .baselines import KMeansQuantizer, GumbelQuantizer
 from .fsq import FSQQuantizer
 from .rotation import RotationQuantizer
@@ -18,7 +19,7 @@ from .cvq import CVQQuantizer
 __all__ = ['QUANTIZERS', 'quantizer_keys', 'check_quantizer', 'build_quantizer']
 
 # %% ../nbs/02i_registry.ipynb #2fddbd86
-QUANTIZERS = {'identity': IdentityQuantizer, 'vqema': VQEMAQuantizer, 'ba': BAQuantizer, 'balanced': BalancedQuantizer, 'kmeans': KMeansQuantizer, 'gumbel': GumbelQuantizer, 'fsq': FSQQuantizer,
+QUANTIZERS = {'identity': IdentityQuantizer, 'vqema': VQEMAQuantizer, 'ba': BAQuantizer, 'ba_soft': BASoftQuantizer, 'balanced': BalancedQuantizer, 'kmeans': KMeansQuantizer, 'gumbel': GumbelQuantizer, 'fsq': FSQQuantizer,
               'vqema_rotation': RotationQuantizer, 'cvq': CVQQuantizer, 'simvq': SimVQQuantizer}
 
 def quantizer_keys(kind:str) -> dict:
@@ -44,7 +45,7 @@ def check_quantizer(q:dict) -> dict:
 def build_quantizer(cfg:dict, # {'type': a name in QUANTIZERS, **that class's constructor arguments (`quantizer_keys(type)`)}
                    ) -> Quantizer:
     """The quantizer described by a config section, e.g. {'type': 'vqema', 'K': 512}. Types: identity (no quantization),
-    vqema, ba (BA-VQ), balanced (OptVQ's Sinkhorn assignment), kmeans and gumbel (the reference's), fsq, vqema_rotation,
+    vqema, ba (BA-VQ), ba_soft (BA-VQ's generic soft path), balanced (OptVQ's Sinkhorn assignment), kmeans and gumbel (the reference's), fsq, vqema_rotation,
     cvq, simvq; each type's keys and defaults: `quantizer_keys(type)`. Keys, types and values are checked as in a config
     file: a mistake raises a ValueError naming the key and what it may be."""
     if not isinstance(cfg, dict) or 'type' not in cfg:

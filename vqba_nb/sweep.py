@@ -8,6 +8,7 @@ import dataclasses, itertools, json, math, os, shutil, sys, time
 from pathlib import Path
 import yaml
 from .core import UserError, fail, ArgumentParser
+from .ba import upgrade_ba
 from .config import Config, merge_configs, apply_overrides, config_from_dict, read_yaml, resume_config
 from .runs import RunDir, RunLock, load_checkpoint, read_metrics, record_finished, write_record, peak_rss_mb
 from .train import run, _check_device, Interrupted
@@ -70,8 +71,9 @@ SAME_RUN = {'data': ('synthetic', 'subset', 'test_subset', 'batch_size', 'augmen
 _DEFAULTS = dataclasses.asdict(Config())   # a key missing from an older record (train.precision) means its default
 
 def run_identity(cfg:dict) -> dict:
-    "What makes two runs the same computation: the quantizer, model and optimiser sections whole, the data and training protocol; not the epochs, where it ran, with how many threads, or how it logged."
-    return {k: cfg.get(k) if k not in SAME_RUN else {f: (cfg.get(k) or {}).get(f, _DEFAULTS[k][f]) for f in SAME_RUN[k]} for k in ('quantizer', 'model', 'optim', *SAME_RUN)}
+    "What makes two runs the same computation: the quantizer (a BA-VQ section written before BA-VQ's split in today's form, `upgrade_ba`), model and optimiser sections whole, the data and training protocol; not the epochs, where it ran, with how many threads, or how it logged."
+    same = {k: cfg.get(k) if k not in SAME_RUN else {f: (cfg.get(k) or {}).get(f, _DEFAULTS[k][f]) for f in SAME_RUN[k]} for k in ('quantizer', 'model', 'optim', *SAME_RUN)}
+    return {**same, 'quantizer': upgrade_ba(same['quantizer'])}
 
 def _config_of(folder:Path) -> dict|None:
     try: return yaml.safe_load((folder / 'config.yaml').read_text())
