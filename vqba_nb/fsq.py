@@ -85,9 +85,11 @@ def indices_to_codes(idx:torch.Tensor, # (...) indices in 0..K-1
 # %% ../nbs/02d_fsq.ipynb #8788c273
 class FSQQuantizer(Quantizer):
     "Finite Scalar Quantization (Mentzer et al. 2023, arXiv 2309.15505): project to len(levels) channels, bound, round; K = prod(levels), no codebook."
-    def __init__(self, K:int=512, dim:int=64,
+    def __init__(self, K:int|None=None, # codes (None: the product of `levels`; 512 without them)
+                 dim:int=64,
                  levels:list[int]|None=None, # levels per channel, product K (None: FSQ_LEVELS[K], e.g. 512: [8, 8, 8], 256: [8, 8, 4])
                  seed:int=0): # initial weights of the two projections
+        if K is None: K = math.prod(levels) if levels else 512
         super().__init__(K, dim)
         self.register_buffer('levels', torch.tensor(fsq_levels(K, levels)), persistent=False)   # (d,) config, not state
         with torch.random.fork_rng(devices=[]):
