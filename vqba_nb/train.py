@@ -13,7 +13,7 @@ from .core import UserError, fail, ArgumentParser
 from . import dist
 from .data import load_cifar10, synthetic_cifar, Batches
 from .metrics import CodeUsage, DeadCodeProbe, psnr_per_image, psnr_of_mse
-from .quantizers import CodebookQuantizer, to_vectors
+from .quantizers import CodebookQuantizer, IdentityQuantizer, to_vectors
 from .model import build_quantizer
 from .model import VQVAE, VQVAEOut, recon_loss, param_groups
 from .config import Config, config_from_dict, read_yaml, apply_overrides, resume_config
@@ -26,12 +26,12 @@ __all__ = ['POSITION', 'evaluate', 'Interrupted', 'load_data', 'check_setup', 'm
 
 # %% ../nbs/04b_train.ipynb #4c1370bd
 @torch.inference_mode()
-def evaluate(model:VQVAE, batches:Batches, batch_images:int=128) -> tuple[dict, torch.Tensor]:
-    "Test metrics (loss, PSNR three ways, code usage, the dead-code diagnostic) over all of `batches`, and the code counts (K,)."
+def evaluate(model:VQVAE, batches:Batches, batch_images:int=128) -> tuple[dict, torch.Tensor|None]:
+    "Test metrics over all of `batches` (loss, PSNR three ways; with a codebook its usage and the dead-code diagnostic), and the code counts (K,), None without a codebook."
     was_training = model.training
     model.eval()
     q = model.quantizer
-    usage = CodeUsage(q.K, batch_images)
+    usage = None if isinstance(q, IdentityQuantizer) else CodeUsage(q.K, batch_images)   # the continuous model has no codes to count
     probe = DeadCodeProbe(q.codebook) if isinstance(q, CodebookQuantizer) else None   # codes chosen by distance
     n, rec, ql, ps, ps8, se = 0, 0., 0., 0., 0., 0.
     for x in batches.epoch(0):
@@ -43,12 +43,12 @@ def evaluate(model:VQVAE, batches:Batches, batch_images:int=128) -> tuple[dict, 
         img, img_hat = x + 0.5, out.x_hat + 0.5                                    # (B,3,32,32) in [0, 1]
         ps += psnr_per_image(img, img_hat).sum().item(); ps8 += psnr_per_image(img, img_hat, bits=8).sum().item()
         se += (img_hat.clamp(0, 1) - img).pow(2).flatten(1).mean(1).sum().item(); n += len(x)
-        usage.update(out.indices)
+        if usage is not None: usage.update(out.indices)
     model.train(was_training)
     m = {'test_recon_loss': rec / n, 'test_loss': (rec + ql) / n, 'test_psnr': ps / n, 'test_psnr_8bit': ps8 / n,
-         'test_psnr_dataset': psnr_of_mse(se / n), **usage.summary()}
+         'test_psnr_dataset': psnr_of_mse(se / n), **(usage.summary() if usage is not None else {})}
     if probe: m.update(probe.summary(usage.counts, getattr(q, 'beta_per_unit', None)))
-    return {f'test_{k}' if not k.startswith('test_') else k: v for k, v in m.items()}, usage.counts
+    return {f'test_{k}' if not k.startswith('test_') else k: v for k, v in m.items()}, (usage.counts if usage is not None else None)
 
 # %% ../nbs/04b_train.ipynb #e4ab2d1f
 class Interrupted(Exception):
@@ -278,7 +278,7 @@ class Trainer:
                     record.update(ev, skipped_batches=self.skipped, epoch_time_s=round(time.time() - t0, 2))
                     _sample_grid(self.model, samples, rd.sample(self.epoch))
                 logger.log(record, rd.sample(self.epoch), counts)
-                (rd / 'code_counts.json').write_text(json.dumps(counts.tolist()))   # last evaluation's code counts
+                (rd / 'code_counts.json').write_text(json.dumps(counts.tolist() if counts is not None else []))   # [] without a codebook
                 if ev['test_psnr'] > self.best_psnr: self.best_psnr = ev['test_psnr']; self.save('best.pt')   # before latest.pt: a kill in between redoes the epoch, best.pt too
                 self.save()
                 if not quiet: print(epoch_line(record), flush=True)
