@@ -22,7 +22,7 @@ from .runs import CKPT_FORMAT, Logger, RunDir, RunLock, save_atomic, load_checkp
 # %% auto #0
 __all__ = ['POSITION', 'evaluate', 'Interrupted', 'load_data', 'check_setup', 'make_batches', 'make_model', 'forward_backward',
            'flag_nonfinite', 'nonfinite_message', 'run_state', 'load_run_state', 'accumulate', 'train_means',
-           'epoch_line', 'flushed_denormals', 'Trainer', 'run', 'parse_args', 'cli_overrides', 'main']
+           'epoch_line', 'Progress', 'flushed_denormals', 'Trainer', 'run', 'parse_args', 'cli_overrides', 'main']
 
 # %% ../nbs/04b_train.ipynb #4c1370bd
 @torch.inference_mode()
@@ -178,6 +178,53 @@ def epoch_line(record:dict) -> str:
     "An epoch's record as the line `fit` prints: key=value, floats to 4 significant digits."
     return ' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in record.items())
 
+# %% ../nbs/04b_train.ipynb #fe1767c5
+def _live(f) -> bool:
+    "Whether output to `f` is watched as it comes and can be redrawn in place: a terminal, or a Jupyter cell."
+    try: return type(f).__module__.startswith('ipykernel') or bool(f.isatty())
+    except (AttributeError, ValueError): return False   # no isatty, or closed
+
+class Progress:
+    "An epoch's progress for a person: on a terminal a tqdm bar; in a log file a plain line at most every `every` seconds."
+    every = 60.   # seconds between a log file's lines
+
+    def __init__(self, total_steps:int, # steps of the whole run
+                 step:int=0, # steps done before: the time left comes from this session's pace (evaluations included)
+                 quiet:bool=False, file=None, # default: sys.stderr
+                 clock=time.monotonic):
+        self.file = sys.stderr if file is None else file
+        self.live, self.quiet, self.total, self.step0, self.clock = _live(self.file), quiet, total_steps, step, clock
+        self.t0 = self.last = clock()
+        self.bar = None
+
+    def start(self, epoch:int, epochs:int, n:int, done:int=0):
+        "Begin epoch `epoch` of `epochs`: `n` batches, `done` of them already (a resumed epoch)."
+        self.desc, self.n, self.i = f'epoch {epoch}/{epochs}', n, done
+        if self.live and not self.quiet:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=n, initial=done, desc=self.desc, leave=False, dynamic_ncols=True, mininterval=0.5, file=self.file)
+
+    def update(self):
+        self.i += 1
+        if self.bar is not None: self.bar.update()
+
+    def due(self, step:int, every_steps:int=10) -> bool:
+        "Whether to show the loss now (which reads it back to the host): a bar every `every_steps` steps, a log file's line every `every` seconds."
+        if self.quiet: return False
+        return step % every_steps == 0 if self.live else self.clock() - self.last >= self.every
+
+    def show(self, loss:float, step:int):
+        "The epoch's mean loss so far and the whole run's time left."
+        now = self.clock()
+        left = (now - self.t0) / max(step - self.step0, 1) * (self.total - step)
+        run_left = f'{int(left // 3600)}h{int(left % 3600 // 60):02d}m'
+        if self.bar is not None: self.bar.set_postfix(loss=f'{loss:.4f}', run_left=run_left)
+        else: print(f'{self.desc} batch {self.i}/{self.n} loss={loss:.4f} run_left={run_left}', file=self.file, flush=True)
+        self.last = now
+
+    def close(self):
+        if self.bar is not None: self.bar.close(); self.bar = None
+
 # %% ../nbs/04b_train.ipynb #d50d4e18
 @contextlib.contextmanager
 def flushed_denormals():
@@ -248,26 +295,21 @@ class Trainer:
         "Train from the current position to `cfg.train.epochs`, rank 0 writing through `logger`; returns the last epoch's record."
         cfg, rd, record = self.cfg, self.run_dir, {}
         samples = next(iter(self.test_batches.epoch(0)))[:cfg.train.n_samples]
-        from tqdm.auto import tqdm
-        quiet = quiet or not rd.writer   # one progress bar, from rank 0
-        t_start, step_start = time.time(), self.step     # the whole run's time left, from this session's pace (evaluations included)
+        progress = Progress(self.total_steps, self.step, quiet or not rd.writer)   # one report, from rank 0
         while self.epoch < cfg.train.epochs:
             t0 = time.time()
-            bar = tqdm(total=len(self.train_batches), initial=self.batch, desc=f'epoch {self.epoch + 1}/{cfg.train.epochs}', disable=quiet, leave=False,
-                       dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 60)   # a log file gets a line a minute
+            progress.start(self.epoch + 1, cfg.train.epochs, len(self.train_batches), self.batch)
             for x in self.train_batches.epoch(self.epoch, start=self.batch):
                 res = self.train_step(x)
                 self.step += 1; self.batch += 1
                 if res is not None: accumulate(self.acc, *res)
-                bar.update()
+                progress.update()
                 due = cfg.train.ckpt_every and self.step % cfg.train.ckpt_every == 0
                 if due or self.step % self.sync_every == 0:   # the host looks: stop signals and non-finite steps, then the periodic checkpoint
                     if self.poll(): self.save(); raise Interrupted(self.stop_signal or signal.SIGTERM)
                     if due: self.save()
-                    if not quiet and self.step % (10 * self.sync_every) == 0 and 'loss' in self.acc:
-                        left = (time.time() - t_start) / (self.step - step_start) * (self.total_steps - self.step)
-                        bar.set_postfix(loss=f"{self.acc['loss'].item() / self.acc['n']:.4f}", run_left=f'{int(left // 3600)}h{int(left % 3600 // 60):02d}m')
-            bar.close()
+                    if 'loss' in self.acc and progress.due(self.step, 10 * self.sync_every): progress.show(self.acc['loss'].item() / self.acc['n'], self.step)
+            progress.close()
             self.poll()   # a non-finite step since the last look stops the run before this epoch is saved
             record = {'epoch': self.epoch + 1, 'step': self.step, **train_means(self.acc)}
             self.epoch, self.batch, self.acc = self.epoch + 1, 0, {}
