@@ -17,7 +17,8 @@ from .config import Config
 # %% auto #0
 __all__ = ['CKPT_FORMAT', 'CKPT_KEYS', 'RECORD_FILES', 'RunDir', 'save_atomic', 'resume_path', 'load_checkpoint', 'wandb_mode',
            'Logger', 'parse_metrics', 'read_metrics', 'RunLock', 'claim_run_folder', 'write_atomic', 'machine',
-           'peak_rss_mb', 'code_version', 'note_provenance', 'record_epochs', 'write_record', 'record_finished']
+           'peak_rss_mb', 'code_version', 'note_provenance', 'record_epochs', 'write_record', 'record_finished',
+           'epoch_line', 'Progress']
 
 # %% ../nbs/04a_runs.ipynb #47ec822b
 class RunDir:
@@ -256,3 +257,55 @@ def record_finished(dest, epochs:int|None=None) -> bool:
     except (OSError, ValueError): return False
     want, done = record_epochs(dest)
     return bool(want) and done >= max(want, epochs or 0) and (dest / 'code_counts.json').is_file()
+
+# %% ../nbs/04a_runs.ipynb #b82f1606
+def epoch_line(record:dict) -> str:
+    "An epoch's record as the line `fit` prints: key=value, floats to 4 significant digits."
+    return ' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in record.items())
+
+# %% ../nbs/04a_runs.ipynb #fe1767c5
+def _live(f) -> bool:
+    "Whether output to `f` is watched as it comes and can be redrawn in place: a terminal, or a Jupyter cell."
+    try: return type(f).__module__.startswith('ipykernel') or bool(f.isatty())
+    except (AttributeError, ValueError): return False   # no isatty, or closed
+
+class Progress:
+    "An epoch's progress for a person: on a terminal a tqdm bar; in a log file a plain line at most every `every` seconds."
+    every = 60.   # seconds between a log file's lines
+
+    def __init__(self, total_steps:int, # steps of the whole run
+                 step:int=0, # steps done before: the time left comes from this session's pace (evaluations included)
+                 quiet:bool=False, file=None, # default: sys.stderr
+                 clock=time.monotonic):
+        self.file = sys.stderr if file is None else file
+        self.live, self.quiet, self.total, self.step0, self.clock = _live(self.file), quiet, total_steps, step, clock
+        self.t0 = self.last = clock()
+        self.bar = None
+
+    def start(self, epoch:int, epochs:int, n:int, done:int=0):
+        "Begin epoch `epoch` of `epochs`: `n` batches, `done` of them already (a resumed epoch)."
+        self.desc, self.n, self.i = f'epoch {epoch}/{epochs}', n, done
+        if self.live and not self.quiet:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=n, initial=done, desc=self.desc, leave=False, dynamic_ncols=True, mininterval=0.5, file=self.file)
+
+    def update(self):
+        self.i += 1
+        if self.bar is not None: self.bar.update()
+
+    def due(self, step:int, every_steps:int=10) -> bool:
+        "Whether to show the loss now (which reads it back to the host): a bar every `every_steps` steps, a log file's line every `every` seconds."
+        if self.quiet: return False
+        return step % every_steps == 0 if self.live else self.clock() - self.last >= self.every
+
+    def show(self, loss:float, step:int):
+        "The epoch's mean loss so far and the whole run's time left."
+        now = self.clock()
+        left = (now - self.t0) / max(step - self.step0, 1) * (self.total - step)
+        run_left = f'{int(left // 3600)}h{int(left % 3600 // 60):02d}m'
+        if self.bar is not None: self.bar.set_postfix(loss=f'{loss:.4f}', run_left=run_left)
+        else: print(f'{self.desc} batch {self.i}/{self.n} loss={loss:.4f} run_left={run_left}', file=self.file, flush=True)
+        self.last = now
+
+    def close(self):
+        if self.bar is not None: self.bar.close(); self.bar = None

@@ -9,28 +9,29 @@ from dataclasses import asdict
 from pathlib import Path
 import torch
 import yaml
-from fastcore.basics import patch
 from .core import UserError, fail, ArgumentParser
 from . import dist
 from .data import load_cifar10, synthetic_cifar, Batches
 from .metrics import CodeUsage, DeadCodeProbe, psnr_per_image, psnr_of_mse
-from .quantizers import CodebookQuantizer, to_vectors
+from .quantizers import CodebookQuantizer, IdentityQuantizer, to_vectors
 from .registry import build_quantizer
-from .model import VQVAE, recon_loss, param_groups
+from .model import VQVAE, VQVAEOut, recon_loss, param_groups
 from .config import Config, config_from_dict, read_yaml, apply_overrides, resume_config
-from .runs import CKPT_FORMAT, Logger, RunDir, RunLock, save_atomic, load_checkpoint, resume_path, read_metrics, note_provenance, write_atomic
+from .runs import CKPT_FORMAT, Logger, RunDir, RunLock, save_atomic, load_checkpoint, resume_path, read_metrics, note_provenance, write_atomic, epoch_line, Progress
 
 # %% auto #0
-__all__ = ['evaluate', 'Interrupted', 'load_data', 'Trainer', 'flushed_denormals', 'run', 'parse_args', 'cli_overrides', 'main']
+__all__ = ['POSITION', 'evaluate', 'Interrupted', 'load_data', 'check_setup', 'make_batches', 'make_model', 'forward_backward',
+           'flag_nonfinite', 'nonfinite_message', 'run_state', 'load_run_state', 'accumulate', 'train_means',
+           'flushed_denormals', 'Trainer', 'run', 'parse_args', 'cli_overrides', 'main']
 
 # %% ../nbs/04b_train.ipynb #4c1370bd
 @torch.inference_mode()
-def evaluate(model:VQVAE, batches:Batches, batch_images:int=128) -> tuple[dict, torch.Tensor]:
-    "Test metrics (loss, PSNR three ways, code usage, the dead-code diagnostic) over all of `batches`, and the code counts (K,)."
+def evaluate(model:VQVAE, batches:Batches, batch_images:int=128) -> tuple[dict, torch.Tensor|None]:
+    "Test metrics over all of `batches` (loss, PSNR three ways; with a codebook its usage and the dead-code diagnostic), and the code counts (K,), None without a codebook."
     was_training = model.training
     model.eval()
     q = model.quantizer
-    usage = CodeUsage(q.K, batch_images)
+    usage = None if isinstance(q, IdentityQuantizer) else CodeUsage(q.K, batch_images)   # the continuous model has no codes to count
     probe = DeadCodeProbe(q.codebook) if isinstance(q, CodebookQuantizer) else None   # codes chosen by distance
     n, rec, ql, ps, ps8, se = 0, 0., 0., 0., 0., 0.
     for x in batches.epoch(0):
@@ -42,73 +43,175 @@ def evaluate(model:VQVAE, batches:Batches, batch_images:int=128) -> tuple[dict, 
         img, img_hat = x + 0.5, out.x_hat + 0.5                                    # (B,3,32,32) in [0, 1]
         ps += psnr_per_image(img, img_hat).sum().item(); ps8 += psnr_per_image(img, img_hat, bits=8).sum().item()
         se += (img_hat.clamp(0, 1) - img).pow(2).flatten(1).mean(1).sum().item(); n += len(x)
-        usage.update(out.indices)
+        if usage is not None: usage.update(out.indices)
     model.train(was_training)
     m = {'test_recon_loss': rec / n, 'test_loss': (rec + ql) / n, 'test_psnr': ps / n, 'test_psnr_8bit': ps8 / n,
-         'test_psnr_dataset': psnr_of_mse(se / n), **usage.summary()}
+         'test_psnr_dataset': psnr_of_mse(se / n), **(usage.summary() if usage is not None else {})}
     if probe: m.update(probe.summary(usage.counts, getattr(q, 'beta_per_unit', None)))
-    return {f'test_{k}' if not k.startswith('test_') else k: v for k, v in m.items()}, usage.counts
+    return {f'test_{k}' if not k.startswith('test_') else k: v for k, v in m.items()}, (usage.counts if usage is not None else None)
 
 # %% ../nbs/04b_train.ipynb #e4ab2d1f
 class Interrupted(Exception):
     "Raised by `Trainer.fit` after Ctrl-C or SIGTERM: the checkpoint is saved, the run can be resumed."
     def __init__(self, sig:int): super().__init__(sig)   # the signal number
 
+# %% ../nbs/04b_train.ipynb #67ec7307
 def load_data(cfg:Config):
     "Training and test images (uint8) for a config."
     if cfg.data.synthetic: xtr, xte = synthetic_cifar(cfg.data.subset or 2048, seed=1)[0], synthetic_cifar(cfg.data.test_subset or 512, seed=2)[0]
     else: xtr, xte = load_cifar10(cfg.data.dir, 'train', cfg.data.download)[0], load_cifar10(cfg.data.dir, 'test', cfg.data.download)[0]
     return xtr[:cfg.data.subset], xte[:cfg.data.test_subset]
 
+# %% ../nbs/04b_train.ipynb #ff000d4f
+def check_setup(cfg:Config, device:torch.device,
+                world:int|None=None): # processes sharing each step; default: this run's
+    "Refuse, before any data is loaded, a batch that does not split over the processes, and bf16 on mps."
+    W, bs = world or dist.world_size(), cfg.data.batch_size
+    if bs % W: raise UserError(f'data.batch_size={bs} is the global batch and must split evenly over the {W} processes; use a multiple of {W}')
+    if cfg.train.precision == 'bf16' and device.type == 'mps': raise UserError("train.precision=bf16 is for CUDA GPUs and CPUs; use train.precision=fp32 on mps")
+
+# %% ../nbs/04b_train.ipynb #98bc7118
+def make_batches(cfg:Config, device:torch.device,
+                 data:tuple[torch.Tensor, torch.Tensor]|None=None # (train, test) uint8 images; default: loaded as cfg.data says
+                ) -> tuple[Batches, Batches]:
+    "The training batches (this process's slice of each global batch; order and augmentation from `train.seed`) and the test batches."
+    d, W = cfg.data, dist.world_size()
+    xtr, xte = data if data is not None else load_data(cfg)
+    return (Batches(xtr, d.batch_size, shuffle=True, augment=d.augment, seed=cfg.train.seed, drop_last=len(xtr) > d.batch_size,
+                    device=device, rank=dist.rank(), world=W),
+            Batches(xte, d.eval_batch_size, device=device))
+
+# %% ../nbs/04b_train.ipynb #66796718
+def make_model(cfg:Config, device:torch.device) -> tuple[VQVAE, torch.nn.Module]:
+    "The model, initialised from `train.seed`, and what the training step calls: the model, or under torchrun its DistributedDataParallel wrapper (nanoGPT's model vs raw_model)."
+    torch.manual_seed(cfg.train.seed)
+    model = VQVAE(build_quantizer(cfg.quantizer), cfg.model.n_hid, cfg.model.n_res).to(device)
+    if cfg.train.compile:   # in place, so state_dict keys (and checkpoints) are unchanged; the quantizer's in-place EMA stays eager
+        model.encoder.compile(); model.decoder.compile()
+    if dist.world_size() == 1: return model, model
+    from torch.nn.parallel import DistributedDataParallel
+    import warnings   # 1x1 conv weights: their gradients' strides differ from the bucket's only in size-1 dimensions (same memory layout)
+    warnings.filterwarnings('ignore', message='Grad strides do not match bucket view strides')
+    # gradients averaged over processes; buffers not broadcast: the quantizers keep their EMA state in sync themselves
+    return model, DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None, forward_sync_buffers=False)
+
+# %% ../nbs/04b_train.ipynb #e23565e6
+def forward_backward(model:VQVAE, opt:torch.optim.Optimizer, x:torch.Tensor, # x: a batch (B,3,32,32)
+                     net:torch.nn.Module|None=None, # what runs the forward pass: default `model`; under torchrun its DDP wrapper
+                     bf16:bool=False # autocast: the encoder and decoder in bf16, the quantizer in fp32
+                    ) -> tuple[torch.Tensor, torch.Tensor, VQVAEOut]:
+    "The loss of batch `x`, then fresh gradients: returns the loss and the gradient norm (0-d, on the device) and the model's output."
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
+        out = (model if net is None else net)(x)
+    loss = model.loss(x, out)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    return loss, torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf), out
+
+# %% ../nbs/04b_train.ipynb #ca330b3f
+def flag_nonfinite(loss:torch.Tensor, gnorm:torch.Tensor, # a step's loss and gradient norm (0-d)
+                   step:int, # the step's number, from 1
+                   first_bad:torch.Tensor|None=None # (2,) long: (step, whether the loss) of the first non-finite step, -1 while none; updated in place
+                  ) -> torch.Tensor:
+    "Whether the step went non-finite (a 0-d bool tensor); the first such step is kept in `first_bad`, on the device (the step number is a fill, not a copy)."
+    loss_ok = torch.isfinite(loss)
+    bad = ~(loss_ok & torch.isfinite(gnorm))
+    if first_bad is not None:
+        first = torch.stack([torch.full_like(loss_ok, step, dtype=torch.long), (~loss_ok).long()])
+        first_bad.copy_(torch.where(bad & (first_bad[0] < 0), first, first_bad))
+    return bad
+
+# %% ../nbs/04b_train.ipynb #daf87da8
+def nonfinite_message(bad_step:int, in_loss:int, # `first_bad`: the first non-finite step (-1: on another process), and whether its loss
+                      steps_per_epoch:int,
+                      stats:dict, # the quantizer's stats (0-d tensors) of the last step taken
+                      step:int, latest:Path # the step of the look, and the run's latest checkpoint
+                     ) -> str:
+    "What the run says when it stops on a non-finite step: where, the quantizer's stats, whether a good checkpoint is left, and what to change."
+    L = steps_per_epoch
+    where = f'at step {bad_step} (epoch {(bad_step - 1) // L + 1}, batch {(bad_step - 1) % L + 1})' if bad_step > 0 else 'on another process'
+    s = ', '.join(f'{k}={v.item():.4g}' for k, v in stats.items())
+    last = f'The last good checkpoint {latest} is untouched' if latest.is_file() else 'No checkpoint was written yet'
+    return (f'non-finite {"loss" if in_loss else "gradient"} {where}; quantizer stats at step {step}: {s or "none"}. '
+            f'{last}; lower optim.lr or set train.on_nonfinite=skip')
+
+# %% ../nbs/04b_train.ipynb #696856d2
+POSITION = ('epoch', 'batch', 'step', 'skipped', 'best_psnr', 'wandb_id')   # where a run is: saved in every checkpoint, restored on resume
+
+def run_state(cfg:Config, model:VQVAE, opt:torch.optim.Optimizer,
+              position:dict, # POSITION's values
+              acc:dict # the running sums of the epoch in progress
+             ) -> dict:
+    "A checkpoint: config, model (quantizer state included), optimiser, position, the epoch's running sums (on the CPU) and torch's RNG state."
+    return {'format': CKPT_FORMAT, 'config': asdict(cfg), 'model': model.state_dict(), 'optimizer': opt.state_dict(), **position,
+            'acc': {k: v.cpu() if torch.is_tensor(v) else v for k, v in acc.items()}, 'torch_rng': torch.get_rng_state()}
+
+# %% ../nbs/04b_train.ipynb #59b1c791
+def load_run_state(ck:dict, model:VQVAE, opt:torch.optim.Optimizer, device:torch.device,
+                   path # where `ck` was read from, for the message
+                  ) -> dict:
+    "Load checkpoint `ck` into `model`, `opt` and torch's RNG; returns its position and running sums (`acc`, on `device`). A mismatch is a one-line `UserError`."
+    try:
+        model.load_state_dict(ck['model']); opt.load_state_dict(ck['optimizer'])
+        pos = {k: ck[k] for k in POSITION}
+        acc = {k: v.to(device) if torch.is_tensor(v) else v for k, v in ck['acc'].items()}
+        torch.set_rng_state(ck['torch_rng'])
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        msg = ' '.join(l.strip() for l in str(e).splitlines() if l.strip())[:600]   # which keys or shapes differ, not only the headline
+        raise UserError(f'checkpoint {path} does not match this model/quantizer/optimizer ({type(e).__name__}: {msg})') from None
+    return {**pos, 'acc': acc}
+
+# %% ../nbs/04b_train.ipynb #e46365bb
+def accumulate(acc:dict, loss:torch.Tensor, stats:dict):
+    "Add a step's loss and quantizer stats (0-d tensors) to the epoch's running sums `acc`, in float64 on the device (no host read); acc['n'] counts the steps."
+    for k, v in {'loss': loss, **stats}.items(): acc[k] = acc.get(k, 0.) + v.detach().double()
+    acc['n'] = acc.get('n', 0) + 1
+
+# %% ../nbs/04b_train.ipynb #10e2a51d
+def train_means(acc:dict) -> dict:
+    "The epoch's `train_*` means from its running sums `acc`, summed over the processes (once an epoch)."
+    n = acc.get('n', 0) * dist.world_size()
+    return {f'train_{k}': float(dist.all_sum(v)) / max(n, 1) for k, v in acc.items() if k != 'n'}
+
+# %% ../nbs/04b_train.ipynb #d50d4e18
+@contextlib.contextmanager
+def flushed_denormals():
+    "Inside: floats below float32's smallest normal (1.2e-38) are computed as 0 (a CPU is slow on them); after: the default, subnormals kept."
+    torch.set_flush_denormal(True)
+    try: yield
+    finally: torch.set_flush_denormal(False)
+
+# %% ../nbs/04b_train.ipynb #ce37cda1
+def _sample_grid(model, x, path:Path):
+    "Save test images (top) over their reconstructions (bottom) as one PNG."
+    from torchvision.utils import save_image
+    with torch.inference_mode():
+        was = model.training; model.eval(); x_hat = model(x).x_hat; model.train(was)
+    path.parent.mkdir(exist_ok=True)
+    save_image(torch.cat([x, x_hat]).add(0.5).clamp(0, 1).cpu(), path, nrow=len(x))
+
 # %% ../nbs/04b_train.ipynb #9be61143
 class Trainer:
-    "A run: model, optimiser, data and position (epoch, batch, step), with checkpoint save and restore."
+    "A run: model, optimiser, data and position (epoch, batch, step); its training step, the host's look, checkpoints, and `fit`."
     def __init__(self, cfg:Config, run_dir:Path|RunDir,
                  data:tuple[torch.Tensor, torch.Tensor]|None=None): # (train, test) uint8 images; default: loaded as cfg.data says
         self.cfg, self.run_dir = cfg, run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         if cfg.train.threads: torch.set_num_threads(cfg.train.threads)
         self.device = torch.device(dist.setup(cfg.train.device, cfg.train.dist_timeout))   # under torchrun: join its process group
-        W, d = dist.world_size(), cfg.data
-        if d.batch_size % W: raise UserError(f'data.batch_size={d.batch_size} is the global batch and must split evenly over the {W} processes; use a multiple of {W}')
-        if cfg.train.precision == 'bf16' and self.device.type == 'mps': raise UserError("train.precision=bf16 is for CUDA GPUs and CPUs; use train.precision=fp32 on mps")
-        xtr, xte = data if data is not None else load_data(cfg)
-        self.train_batches = Batches(xtr, d.batch_size, shuffle=True, augment=d.augment, seed=cfg.train.seed, drop_last=len(xtr) > d.batch_size,
-                                     device=self.device, rank=dist.rank(), world=W)
-        self.test_batches = Batches(xte, d.eval_batch_size, device=self.device)
-        torch.manual_seed(cfg.train.seed)
-        self.model = VQVAE(build_quantizer(cfg.quantizer), cfg.model.n_hid, cfg.model.n_res).to(self.device)
-        if cfg.train.compile:   # in place, so state_dict keys (and checkpoints) are unchanged; the quantizer's in-place EMA stays eager
-            self.model.encoder.compile(); self.model.decoder.compile()
-        self.net = self.model   # what the training step calls: the model, or its DistributedDataParallel wrapper (nanoGPT's model vs raw_model)
-        if W > 1:   # gradients averaged over processes; buffers not broadcast: the quantizers keep their EMA state in sync themselves
-            from torch.nn.parallel import DistributedDataParallel
-            import warnings   # 1x1 conv weights: their gradients' strides differ from the bucket's only in size-1 dimensions (same memory layout)
-            warnings.filterwarnings('ignore', message='Grad strides do not match bucket view strides')
-            self.net = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == 'cuda' else None, forward_sync_buffers=False)
-        o = cfg.optim
-        self.opt = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2))
-        self.epoch = self.batch = self.step = self.skipped = 0
-        self.best_psnr, self.wandb_id, self.acc = -math.inf, None, {}
+        check_setup(cfg, self.device)
+        self.train_batches, self.test_batches = make_batches(cfg, self.device, data)
+        self.model, self.net = make_model(cfg, self.device)
+        o = cfg.optim; self.opt = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2))
+        self.epoch = self.batch = self.step = self.skipped = 0   # POSITION, with best_psnr and wandb_id
+        self.best_psnr, self.wandb_id, self.acc, self.stop_signal, self.last_stats = -math.inf, None, {}, None, {}
         self.total_steps = cfg.train.epochs * len(self.train_batches)
-        self.stop_signal = None
         self.sync_every = 1 if self.device.type == 'cpu' else 50   # steps between the host's looks at the flags: free on a CPU, a stall on a GPU
         self.first_bad = torch.full((2,), -1, dtype=torch.long, device=self.device)   # (step, whether the loss) of the first non-finite step; -1: none
-        self.last_stats = {}
 
-    def state(self) -> dict:
-        return {'format': CKPT_FORMAT, 'config': asdict(self.cfg), 'model': self.model.state_dict(), 'optimizer': self.opt.state_dict(),
-                'epoch': self.epoch, 'batch': self.batch, 'step': self.step, 'skipped': self.skipped, 'best_psnr': self.best_psnr,
-                'acc': {k: v.cpu() if torch.is_tensor(v) else v for k, v in self.acc.items()}, 'wandb_id': self.wandb_id, 'torch_rng': torch.get_rng_state()}
+    def state(self) -> dict: return run_state(self.cfg, self.model, self.opt, {k: getattr(self, k) for k in POSITION}, self.acc)
 
     def restore(self, ck:dict, path):
-        try:
-            self.model.load_state_dict(ck['model']); self.opt.load_state_dict(ck['optimizer'])
-            for k in ('epoch', 'batch', 'step', 'skipped', 'best_psnr', 'wandb_id'): setattr(self, k, ck[k])
-            self.acc = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in ck['acc'].items()}
-            torch.set_rng_state(ck['torch_rng'])
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            msg = ' '.join(l.strip() for l in str(e).splitlines() if l.strip())[:600]   # which keys or shapes differ, not only the headline
-            raise UserError(f'checkpoint {path} does not match this model/quantizer/optimizer ({type(e).__name__}: {msg})') from None
+        for k, v in load_run_state(ck, self.model, self.opt, self.device, path).items(): setattr(self, k, v)
 
     def save(self, name='latest.pt'):
         "Write a checkpoint (rank 0 only: every process holds the same state), after `poll` has made sure the state is finite."
@@ -119,109 +222,63 @@ class Trainer:
         self.model.quantizer.set_progress(self.step / max(self.total_steps, 1))
         skip = self.cfg.train.on_nonfinite == 'skip'
         if skip: saved = [b.clone() for b in self.model.buffers()]   # the forward pass updates EMA buffers: keep a copy to undo
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.train.precision == 'bf16'):
-            out = self.net(x)
-        loss = self.model.loss(x, out)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), math.inf)
-        loss_ok = torch.isfinite(loss)
-        bad = ~(loss_ok & torch.isfinite(gnorm))
+        loss, gnorm, out = forward_backward(self.model, self.opt, x, self.net, self.cfg.train.precision == 'bf16')
+        bad = flag_nonfinite(loss, gnorm, self.step + 1, None if skip else self.first_bad)   # without skip: kept for `poll`
         if skip and dist.any_rank(bool(bad), self.device):   # every process skips together; the one read per step that skip costs
             for b, v in zip(self.model.buffers(), saved): b.copy_(v)
             self.skipped += 1; return None
-        if not skip:   # remembered on the device (the step number is a fill, not a copy); `poll` stops the run before anything is saved
-            first = torch.stack([torch.full_like(loss_ok, self.step + 1, dtype=torch.long), (~loss_ok).long()])
-            self.first_bad.copy_(torch.where(bad & (self.first_bad[0] < 0), first, self.first_bad))
         self.last_stats = out.stats
         self.opt.step()
         return loss.detach(), out.stats
 
     def poll(self) -> bool:
-        "The host's look at the run, every `sync_every` steps and before every save: raises on a non-finite step; returns whether a Ctrl-C or SIGTERM arrived on any process (one all-reduce for both)."
+        "The host's look at the run: raises on a non-finite step; returns whether a Ctrl-C or SIGTERM arrived on any process (one all-reduce for both)."
         flags = torch.stack([torch.tensor(float(self.stop_signal is not None), device=self.device), (self.first_bad[0] >= 0).float()])
         stop, bad = dist.all_max(flags).tolist()
-        if bad:
-            step, in_loss = self.first_bad.tolist()
-            L = len(self.train_batches)
-            where = f'at step {step} (epoch {(step - 1) // L + 1}, batch {(step - 1) % L + 1})' if step > 0 else 'on another process'
-            stats = ', '.join(f'{k}={v.item():.4g}' for k, v in self.last_stats.items())
-            ck = self.run_dir.latest
-            last = f'The last good checkpoint {ck} is untouched' if ck.is_file() else 'No checkpoint was written yet'
-            raise UserError(f'non-finite {"loss" if in_loss else "gradient"} {where}; quantizer stats at step {self.step}: {stats or "none"}. '
-                            f'{last}; lower optim.lr or set train.on_nonfinite=skip')
+        if bad: raise UserError(nonfinite_message(*self.first_bad.tolist(), len(self.train_batches), self.last_stats, self.step, self.run_dir.latest))
         return bool(stop)
 
-# %% ../nbs/04b_train.ipynb #d82b2484
-def _sample_grid(model, x, path:Path):
-    "Save test images (top) over their reconstructions (bottom) as one PNG."
-    from torchvision.utils import save_image
-    with torch.inference_mode():
-        was = model.training; model.eval(); x_hat = model(x).x_hat; model.train(was)
-    path.parent.mkdir(exist_ok=True)
-    save_image(torch.cat([x, x_hat]).add(0.5).clamp(0, 1).cpu(), path, nrow=len(x))
-
-@contextlib.contextmanager
-def flushed_denormals():
-    "Inside: floats below float32's smallest normal (1.2e-38) are computed as 0 (a CPU is slow on them); after: the default, subnormals kept."
-    torch.set_flush_denormal(True)
-    try: yield
-    finally: torch.set_flush_denormal(False)
-
-@patch
-@flushed_denormals()
-def fit(self:Trainer, logger:Logger|None=None, quiet:bool=False) -> dict:
-    "Train from the current position to `cfg.train.epochs`, rank 0 writing through `logger`; returns the last epoch's record."
-    from tqdm.auto import tqdm
-    cfg, record, rd = self.cfg, {}, self.run_dir
-    samples = next(iter(self.test_batches.epoch(0)))[:cfg.train.n_samples]
-    quiet = quiet or not rd.writer   # one progress bar, from rank 0
-    t_start, step_start = time.time(), self.step     # the whole run's time left, from this session's pace (evaluations included)
-    while self.epoch < cfg.train.epochs:
-        t0 = time.time()
-        bar = tqdm(total=len(self.train_batches), initial=self.batch, desc=f'epoch {self.epoch + 1}/{cfg.train.epochs}', disable=quiet, leave=False,
-                   dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 60)   # a log file gets a line a minute
-        for x in self.train_batches.epoch(self.epoch, start=self.batch):
-            res = self.train_step(x)
-            self.step += 1; self.batch += 1
-            if res is not None:
-                for k, v in {'loss': res[0], **res[1]}.items(): self.acc[k] = self.acc.get(k, 0.) + v.detach().double()   # stays on the device
-                self.acc['n'] = self.acc.get('n', 0) + 1
-            bar.update()
-            due = cfg.train.ckpt_every and self.step % cfg.train.ckpt_every == 0
-            if due or self.step % self.sync_every == 0:   # the host looks: stop signals and non-finite steps, then the periodic checkpoint
-                if self.poll(): self.save(); raise Interrupted(self.stop_signal or signal.SIGTERM)
-                if due: self.save()
-                if not quiet and self.step % (10 * self.sync_every) == 0 and 'loss' in self.acc:
-                    left = (time.time() - t_start) / (self.step - step_start) * (self.total_steps - self.step)
-                    bar.set_postfix(loss=f"{self.acc['loss'].item() / self.acc['n']:.4f}", run_left=f'{int(left // 3600)}h{int(left % 3600 // 60):02d}m')
-        bar.close()
-        self.poll()   # a non-finite step since the last look stops the run before this epoch is saved
-        n = self.acc.pop('n', 0)
-        acc = {k: dist.all_sum(v) for k, v in self.acc.items()}   # the processes' sums of per-step means (once an epoch)
-        record = {'epoch': self.epoch + 1, 'step': self.step, **{f'train_{k}': float(v) / max(n * dist.world_size(), 1) for k, v in acc.items()}}
-        self.epoch, self.batch, self.acc = self.epoch + 1, 0, {}
-        dist.check_replicas(self.model)   # every process must hold the same model, codebooks included
-        if rd.writer:   # rank 0 evaluates the whole test set alone (collectives off) and writes everything
-            with dist.local():
-                ev, counts = evaluate(self.model, self.test_batches, cfg.data.batch_size)
-                record.update(ev, skipped_batches=self.skipped, epoch_time_s=round(time.time() - t0, 2))
-                _sample_grid(self.model, samples, rd.sample(self.epoch))
-            logger.log(record, rd.sample(self.epoch), counts)
-            (rd / 'code_counts.json').write_text(json.dumps(counts.tolist()))   # last evaluation's code counts
-            best = ev['test_psnr'] > self.best_psnr
-            self.best_psnr = max(self.best_psnr, ev['test_psnr'])
-            if best: self.save('best.pt')   # before latest.pt: a kill in between redoes the epoch and so rewrites best.pt too
-            self.save()
-            if not quiet: print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in record.items()), flush=True)
-        if self.poll(): raise Interrupted(self.stop_signal or signal.SIGTERM)
-    return record
+    @flushed_denormals()
+    def fit(self, logger:Logger|None=None, quiet:bool=False) -> dict:
+        "Train from the current position to `cfg.train.epochs`, rank 0 writing through `logger`; returns the last epoch's record."
+        cfg, rd, record = self.cfg, self.run_dir, {}
+        samples = next(iter(self.test_batches.epoch(0)))[:cfg.train.n_samples]
+        progress = Progress(self.total_steps, self.step, quiet or not rd.writer)   # one report, from rank 0
+        while self.epoch < cfg.train.epochs:
+            t0 = time.time()
+            progress.start(self.epoch + 1, cfg.train.epochs, len(self.train_batches), self.batch)
+            for x in self.train_batches.epoch(self.epoch, start=self.batch):
+                res = self.train_step(x)
+                self.step += 1; self.batch += 1
+                if res is not None: accumulate(self.acc, *res)
+                progress.update()
+                due = cfg.train.ckpt_every and self.step % cfg.train.ckpt_every == 0
+                if due or self.step % self.sync_every == 0:   # the host looks: stop signals and non-finite steps, then the periodic checkpoint
+                    if self.poll(): self.save(); raise Interrupted(self.stop_signal or signal.SIGTERM)
+                    if due: self.save()
+                    if 'loss' in self.acc and progress.due(self.step, 10 * self.sync_every): progress.show(self.acc['loss'].item() / self.acc['n'], self.step)
+            progress.close()
+            self.poll()   # a non-finite step since the last look stops the run before this epoch is saved
+            record = {'epoch': self.epoch + 1, 'step': self.step, **train_means(self.acc)}
+            self.epoch, self.batch, self.acc = self.epoch + 1, 0, {}
+            dist.check_replicas(self.model)   # every process must hold the same model, codebooks included
+            if rd.writer:   # rank 0 evaluates the whole test set alone (collectives off) and writes everything
+                with dist.local():
+                    ev, counts = evaluate(self.model, self.test_batches, cfg.data.batch_size)
+                    record.update(ev, skipped_batches=self.skipped, epoch_time_s=round(time.time() - t0, 2))
+                    _sample_grid(self.model, samples, rd.sample(self.epoch))
+                logger.log(record, rd.sample(self.epoch), counts)
+                (rd / 'code_counts.json').write_text(json.dumps(counts.tolist() if counts is not None else []))   # [] without a codebook
+                if ev['test_psnr'] > self.best_psnr: self.best_psnr = ev['test_psnr']; self.save('best.pt')   # before latest.pt: a kill in between redoes the epoch, best.pt too
+                self.save()
+                if not quiet: print(epoch_line(record), flush=True)
+            if self.poll(): raise Interrupted(self.stop_signal or signal.SIGTERM)
+        return record
 
 # %% ../nbs/04b_train.ipynb #72f94467
 def _check_device(device:str):
     if device.startswith('cuda') and not torch.cuda.is_available(): raise UserError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
     if device == 'mps' and not torch.backends.mps.is_available(): raise UserError("device 'mps' requested but MPS is not available here; use --device cpu")
-
 
 # %% ../nbs/04b_train.ipynb #bab118ac
 def run(cfg:Config, resume:str|Path|None=None, data:tuple[torch.Tensor, torch.Tensor]|None=None, quiet:bool=False, changes:tuple|list=(),
@@ -276,11 +333,13 @@ def parse_args(argv:list[str]|None=None # the arguments (default: sys.argv[1:])
     p.add_argument('overrides', nargs='*', metavar='key=value', help='dotted config overrides, applied after the options')
     return p.parse_intermixed_args(argv)
 
+# %% ../nbs/04b_train.ipynb #6906537c
 def cli_overrides(args:argparse.Namespace, base:dict|None=None) -> dict:
     "`base` (default empty) with the command line's flags, then its key=value pairs, applied in that order."
     flags = {'train.epochs': args.epochs, 'name': args.name, 'train.seed': args.seed, 'data.dir': args.data_dir, 'train.device': args.device}
     return apply_overrides(base or {}, [f'{k}={json.dumps(v)}' for k, v in flags.items() if v is not None] + list(args.overrides))
 
+# %% ../nbs/04b_train.ipynb #d4a8e5bd
 def _main(argv=None):
     args = parse_args(argv)
     for flag in ('config', 'resume', 'name', 'data_dir', 'device'):
