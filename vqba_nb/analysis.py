@@ -5,7 +5,6 @@
 # %% ../nbs/05_analysis.ipynb #65ac2aa1
 from __future__ import annotations
 import json, math
-from datetime import datetime, timedelta
 from pathlib import Path
 import numpy as np
 import yaml
@@ -19,8 +18,7 @@ __all__ = ['ARMS', 'METRICS', 'HIGHER_IS_BETTER', 'CODEBOOK', 'MIN_SEEDS', 'RANG
            'SEED_PPL', 'SEED_PSNR', 'SEED_BARS', 'read_run', 'find_runs', 'arm_of', 'label', 'arm_style', 'value',
            'final', 'group_runs', 'frontier_runs', 'seeds_of', 'mean_ci', 'compare', 'holm', 'fmt', 'fmt_ci',
            'epochs_label', 'fmt_seeds', 'stats_table', 'against_base', 'comparison_table', 'epochs_to', 'reach_table',
-           'diagnostic_rows', 'diagnostic_table', 'rerun_table', 'seconds_per_epoch', 'images_per_epoch', 'bench_ratio',
-           'cost_table', 'bars_table', 'frontier_table']
+           'diagnostic_rows', 'diagnostic_table', 'rerun_table', 'bars_table', 'frontier_table']
 
 # %% ../nbs/05_analysis.ipynb #f96ae6b0
 def _load(path:Path, parse, what:str):
@@ -291,69 +289,6 @@ def rerun_table(records:list[dict], reruns:list[dict], keys=('test_psnr', 'test_
         cell = lambda k: f"{fmt(final(a, k), '.4g')} -> {fmt(final(b, k), '.4g')} ({fmt(final(b, k) - final(a, k), '+.3g')})"
         lines.append(f"| {b['dir'].name} | {b['metrics'][-1]['epoch']} | {_origin(a)} | {_origin(b)} | " + ' | '.join(map(cell, keys)) + ' |')
     return '\n'.join(lines) if len(lines) > 2 else 'No rerun has finished the epochs of its record yet.'
-
-# %% ../nbs/05_analysis.ipynb #d05861de
-def _span(r:dict) -> tuple|None:
-    "(hardware, start, end) of run `r`: its recorded start and the sum of its epochs' wall times (a resumed run's pause not counted); None without a start time."
-    p = next((p for p in r['record'].get('provenance', []) if p.get('what') == 'start'), {})
-    try: t0 = datetime.fromisoformat(p['time'])
-    except (KeyError, TypeError, ValueError): return None
-    secs = sum(t for m in r['metrics'] if math.isfinite(t := value(m, 'epoch_time_s')))
-    return str(p.get('machine', '')).split(';')[0], t0, t0 + timedelta(seconds=secs)
-
-def _beside(runs:list[dict]) -> int|None:
-    "How many of `runs` ran at the same time as another of them on hardware of the same name (by `_span`); None if one has no start time."
-    sp = [_span(r) for r in runs]
-    if None in sp: return None
-    return sum(any(a[0] == b[0] and a[1] < b[2] and b[1] < a[2] for b in sp[:i] + sp[i + 1:]) for i, a in enumerate(sp))
-
-# %% ../nbs/05_analysis.ipynb #46d73f02
-def _wall_note(runs:list[dict]) -> str:
-    "How the runs' wall times were measured, as far as their records say: one run as it ran, or how many ran beside another on one machine."
-    what = 'an epoch of training plus the test-set evaluation, the mean over its epochs'
-    if len(runs) == 1: return f"The run's own wall time ({what}) is shown as it ran; its record does not say what else its machine was running."
-    k, hw = _beside(runs), {s[0] for r in runs if (s := _span(r))}
-    how = ('; their records do not say when each ran, so whether they shared a machine is unknown and they compare arms only loosely.' if k is None else
-           f': by their recorded start times and epoch times, {k} of the {len(runs)} ran beside another of them on a machine of the same name'
-           + (f', and they ran on {len(hw)} kinds of machine' if len(hw) > 1 else '')
-           + (', so they compare arms only loosely.' if k or len(hw) > 1 else '; what else the machine ran is not recorded.'))
-    return f"The runs' own wall times ({what}, then the median and range over seeds) are shown as they ran" + how
-
-# %% ../nbs/05_analysis.ipynb #1e1173ce
-def seconds_per_epoch(r:dict) -> float:
-    "Mean wall seconds per epoch of run `r` (training and evaluation), NaN where not logged."
-    t = [value(m, 'epoch_time_s') for m in r['metrics'] if math.isfinite(value(m, 'epoch_time_s'))]
-    return float(np.mean(t)) if t else math.nan
-
-def images_per_epoch(r:dict) -> float:
-    "Training images per epoch: steps per epoch (from the last record) times the batch size."
-    m = r['metrics'][-1]
-    return value(m, 'step') / m['epoch'] * float((r['config'].get('data') or {}).get('batch_size', math.nan))
-
-def bench_ratio(bench:dict|None, arm:str, K:int, base:str='vqema') -> float:
-    "Time per training image of `arm` over `base`'s in one benchmark run (`vqba_nb.bench`'s JSON), NaN where it did not time `arm` at this K."
-    r, q = (bench or {}).get('runs', {}), (bench or {}).get('quantizer_configs', {})
-    if (q.get(arm) or {}).get('K') != K: return math.nan
-    ips = lambda a: (r.get(f'project {a}') or {}).get('images_per_s', math.nan)
-    return ips(base) / ips(arm)
-
-def cost_table(groups:dict, bench:dict|None=None, base:str='vqema') -> str:
-    "Markdown: per arm, the benchmark's time per training image over `base`'s (the cost), and the runs' own seconds per epoch as they ran (median and range over seeds)."
-    lines = ['| arm | seeds | time per training image / VQ-EMA (benchmark) | seconds per epoch as run: median (range) | images per second as run: median |',
-             '|---|---|---|---|---|']
-    for (arm, K), rs in groups.items():
-        timed = [(t, images_per_epoch(r) / t) for r in rs if math.isfinite(t := seconds_per_epoch(r))]   # (seconds, images/s) per run
-        s, ips = [t for t, _ in timed], [i for _, i in timed]
-        wall = '—' if not s else fmt(float(np.median(s)), '.4g') + (f' ({fmt(min(s), ".4g")}-{fmt(max(s), ".4g")})' if max(s) > min(s) else '')
-        lines.append(f"| {label(arm)} K={K} | {len(rs)} | {fmt(bench_ratio(bench, arm, K, base), '.2f')} | {wall} | "
-                     f"{fmt(float(np.median(ips)), '.4g') if ips else '—'} |")
-    machines = sorted({p.get('machine') for rs in groups.values() for r in rs for p in r['record'].get('provenance', []) if p.get('machine')})
-    where = f"`{bench.get('machine', 'machine not recorded')}`, {bench.get('data', '?')} images" if bench else ''
-    return '\n'.join(lines + ['', (f'The cost is the benchmark\'s ratio ({where}): one process times every arm\'s training step in turn on the same '
-                                    'images, so a change in load hits all of them alike; n/a where it did not time that arm at that K. ' if bench else
-                                    'No benchmark given (`scripts/bench.py --json`), so no cost column. ')
-                              + _wall_note([r for rs in groups.values() for r in rs]) + ' '
-                              + ('Machines: ' + '; '.join(f'`{m}`' for m in machines) + '.' if machines else 'No provenance recorded.')])
 
 # %% ../nbs/05_analysis.ipynb #d6915963
 SEED_K, SEED_EPOCHS, SEED_PPL, SEED_PSNR = 512, 10, (250., 350.), (27., 28.)

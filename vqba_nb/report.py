@@ -10,7 +10,8 @@ import numpy as np
 from scipy import stats
 from .core import ArgumentParser, UserError, fail
 from .analysis import ARMS, CODEBOOK, RANGES, arm_style as _style, SEED_K, label, value, final, seeds_of, find_runs, group_runs, frontier_runs, mean_ci, fmt, epochs_label
-from .analysis import stats_table, comparison_table, reach_table, cost_table, bars_table, frontier_table, diagnostic_table
+from .analysis import stats_table, comparison_table, reach_table, bars_table, frontier_table, diagnostic_table
+from .cost import cost_table
 from .verdict import verdict
 from .rd_study import rd_summary, rd_table, rd_frontier_table, plot_rd, write_rd_json
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import math
 import numpy as np
 from scipy import stats
-from .analysis import (METRICS, HIGHER_IS_BETTER, MIN_SEEDS, SEED_K, label, final, fmt, mean_ci, compare, holm, seconds_per_epoch,
+from .analysis import (METRICS, HIGHER_IS_BETTER, MIN_SEEDS, SEED_K, label, final, fmt, mean_ci, compare, holm,
                               diagnostic_rows, epochs_label, seeds_of)
+from .cost import seconds_per_epoch
 from .rd_study import rd_answer
 
 # %% auto #0
