@@ -21,7 +21,7 @@ def sweep_file(tmp_path):
     "A 2 quantizers x 2 seeds sweep of the tiny config, 2 epochs a run, writing under tmp_path/exp."
     over = dict(o.split('=', 1) for o in tiny(tmp_path / 'exp', epochs=2) if not o.startswith(('quantizer.', 'train.epochs')))
     (tmp_path / 'vq.yaml').write_text('quantizer: {type: vqema, K: 16, dim: 8}\n')
-    (tmp_path / 'ba.yaml').write_text('quantizer: {type: ba, K: 16, dim: 8, dist_norm: running, assign: hard_st, codebook_update: ema, beta_start: 10.0, beta_end: 1000.0}\n')
+    (tmp_path / 'ba.yaml').write_text('quantizer: {type: ba, K: 16, dim: 8, beta_start: 10.0, beta_end: 1000.0}\n')
     sw = {'name': 'tiny', 'epochs': 2, 'grid': {'config': ['vq.yaml', 'ba.yaml'], 'train.seed': [0, 1]},
           'overrides': {k: yaml.safe_load(v) for k, v in over.items()}}
     (tmp_path / 'sw.yaml').write_text(yaml.safe_dump(sw))
