@@ -47,3 +47,25 @@ def test_the_import_reader_sees_every_form():
 def test_modules_stay_small():
     big = {p.name: n for p in MODULES if (n := len(p.read_text().splitlines())) > 420}
     assert not big, f'modules over ~400 lines (split the notebook): {big}'
+
+
+def untested_before_next_export(nb_path: Path) -> list[str]:
+    "Public names an exported cell defines that no code cell mentions before the next exported cell."
+    import json
+    cells = [''.join(c['source']) for c in json.loads(nb_path.read_text())['cells'] if c['cell_type'] == 'code']
+    missing = []
+    for i, src in enumerate(cells):
+        if not src.startswith('#| export') or 'import' in src.split('\n', 2)[1]: continue
+        tree = ast.parse(src)
+        names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+        names += [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)]
+        after = []
+        for s in cells[i + 1:]:
+            if s.startswith('#| export'): break
+            after.append(s)
+        missing += [n for n in names if not n.startswith('_') and not any(re.search(rf'\b{n}\b', s) for s in after)]
+    return missing
+
+
+def test_training_notebook_tests_each_name_before_the_next_export():
+    assert untested_before_next_export(PKG.parent / 'nbs' / '04b_train.ipynb') == []

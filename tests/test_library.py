@@ -38,6 +38,7 @@ def test_importing_the_quantizers_loads_no_study_code():
 def test_every_layout(kind, layout):
     shape = LAYOUTS[layout]
     q = make(kind)
+    q.set_progress(0.5)                                   # as a training loop does before each step
     for mode in ('train', 'eval'):
         getattr(q, mode)()
         z = torch.randn(shape, generator=torch.Generator().manual_seed(0), requires_grad=True)
@@ -93,3 +94,34 @@ def test_simvq_codes_move_together():
     out = q(torch.randn(40, 8))
     out.loss.backward()
     assert q.proj.weight.grad is not None and q.proj.weight.grad.abs().sum() > 0   # one linear map trains every code
+
+
+def test_the_readme_example_runs():
+    "The README's library example, as a reader copies it."
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / 'README.md').read_text()
+    blocks = [b for b in re.findall(r'``` ?python\n(.*?)```', text, re.S) if 'from vqba_nb import' in b]
+    assert blocks, 'the README shows no library example'
+    ns = {}
+    exec(blocks[0], ns)
+    assert ns['out'].z_q.shape == (16, 10, 64) and ns['out'].indices.shape == (16, 10)
+    assert type(ns['q']).__name__ == 'BAQuantizer' and ns['q'].K == 256 and float(ns['q'].beta) > ns['q'].beta_start   # annealed
+
+
+def test_an_annealed_quantizer_says_once_when_set_progress_is_missing():
+    q = BAQuantizer(K=16, dim=8).train()
+    with pytest.warns(UserWarning, match=r'BAQuantizer anneals with set_progress\(frac\), which has not been called'):
+        q(torch.randn(20, 8))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        q(torch.randn(20, 8))                                        # once only
+        BAQuantizer(K=16, dim=8, schedule='constant').train()(torch.randn(20, 8))   # nothing to anneal: no warning
+        p = BAQuantizer(K=16, dim=8).train(); p.set_progress(0.); p(torch.randn(20, 8))   # called: no warning
+        VQEMAQuantizer(K=16, dim=8).train()(torch.randn(20, 8))
+
+
+def test_non_finite_input_is_named():
+    z = torch.randn(10, 8); z[3, 2] = float('inf')
+    with pytest.raises(ValueError, match='1 NaN or infinite values'): VQEMAQuantizer(K=16, dim=8)(z)

@@ -183,9 +183,12 @@ class BAQuantizer(CodebookQuantizer):
         self._work = None                                          # the step's two (N,K) buffers, reused between steps
         self.register_load_state_dict_pre_hook(_forget_running_q)
 
+    @property
+    def anneals(self) -> bool: return self.schedule != 'constant' and self.beta_start != self.beta_end
+
     def set_progress(self, frac:float):
         self._beta = anneal(frac, self.beta_start, self.beta_end, self.schedule)
-        self.beta.fill_(self._beta)
+        self.beta.fill_(self._beta); self._progress_seen = True
 
     def unit(self, dmin:torch.Tensor) -> torch.Tensor:
         "beta's unit of distance (0-d): the running mean of the nearest-code distances `dmin` (N,), updated in training."

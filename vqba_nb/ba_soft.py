@@ -45,9 +45,11 @@ class BASoftQuantizer(CodebookQuantizer):
         self.register_buffer('dist_scale', torch.tensor(0.))       # dist_norm='running': the running unit; 0 = unset
         self.register_load_state_dict_pre_hook(_forget_running_q)
 
+    anneals = BAQuantizer.anneals
+
     def set_progress(self, frac:float):
         self._beta = anneal(frac, self.beta_start, self.beta_end, self.schedule)
-        self.beta.fill_(self._beta)
+        self.beta.fill_(self._beta); self._progress_seen = True
 
     def unit(self, dmin:torch.Tensor):
         "beta's unit of distance by `dist_norm` (a float, or a 0-d tensor), from the nearest-code distances `dmin` (N,); running: as `BAQuantizer.unit`."

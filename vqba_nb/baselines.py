@@ -71,8 +71,11 @@ class GumbelQuantizer(Quantizer):
         self.register_buffer('tau', torch.tensor(self._tau))
         self.register_buffer('step', torch.tensor(0))                           # training steps taken: the KL ramp's clock
 
+    @property
+    def anneals(self) -> bool: return self.tau_schedule != 'constant' and self.tau_start != self.tau_end
+
     def set_progress(self, frac:float):
-        self._tau = anneal(frac, self.tau_start, self.tau_end, self.tau_schedule); self.tau.fill_(self._tau)
+        self._tau = anneal(frac, self.tau_start, self.tau_end, self.tau_schedule); self.tau.fill_(self._tau); self._progress_seen = True
 
     def kl_weight_now(self) -> torch.Tensor:
         "The KL weight at this step: kl_weight (1 - cos(pi/2 min(step / kl_ramp_steps, 1))), as the reference's cos_anneal; a 0-d tensor (no host sync)."
@@ -84,6 +87,7 @@ class GumbelQuantizer(Quantizer):
         C = self.features or self.dim
         if z_e.ndim != 4 or z_e.shape[1] != C:   # its logits come from a 1x1 convolution over feature maps
             raise ValueError(f'GumbelQuantizer reads (B,{C},H,W) feature maps (features={self.features}, dim={self.dim}); got shape {tuple(z_e.shape)}')
+        if self.training: self.warn_unscheduled()
         logits = self.proj(z_e)                                                 # (B,K,H,W)
         log_q = F.log_softmax(logits, dim=1)
         kl = (log_q.exp() * (log_q + math.log(self.K))).sum(1).mean()          # KL(q(k|z) || uniform), per position

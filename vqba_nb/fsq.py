@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import torch
 import torch.nn as nn
-from .quantizers import Quantizer, QuantOut, to_vectors, to_maps, as_vectors, in_layout
+from .quantizers import Quantizer, QuantOut, to_vectors, to_maps, check_latents, in_layout
 
 # %% auto #0
 __all__ = ['FSQ_LEVELS', 'round_ste', 'fsq_bound', 'fsq_levels', 'codes_to_indices', 'indices_to_codes', 'FSQQuantizer',
@@ -106,8 +106,8 @@ class FSQQuantizer(Quantizer):
     def indices_to_codes(self, idx:torch.Tensor) -> torch.Tensor: return indices_to_codes(idx, self.levels)
 
     def forward(self, z_e):
-        v = as_vectors(z_e, self.dim)                         # (N,dim): checks the layout
-        maps = z_e if z_e.ndim == 4 else v.t()[None, :, :, None]   # the 1x1 projections act on channels: vectors as one (1,dim,N,1) map
+        check_latents(z_e, self.dim)
+        maps = z_e if z_e.ndim == 4 else z_e.reshape(-1, self.dim).t()[None, :, :, None]   # the 1x1 projections act on channels: vectors as one (1,dim,N,1) map
         z = self.proj_in(maps)                                # (B,d,H,W)
         codes = self.to_grid(to_vectors(z))                   # (N,d), N = B*H*W
         idx = self.codes_to_indices(codes.detach())           # (N,)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_quantizers.ipynb #b05b7026
 from __future__ import annotations
-import functools, inspect, typing
+import functools, inspect, typing, warnings
 from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
@@ -14,7 +14,7 @@ from . import dist
 from .core import UserError, check_value
 
 # %% auto #0
-__all__ = ['QuantOut', 'to_vectors', 'to_maps', 'as_vectors', 'in_layout', 'sq_dists', 'typed_init', 'Quantizer',
+__all__ = ['QuantOut', 'to_vectors', 'to_maps', 'check_latents', 'as_vectors', 'in_layout', 'sq_dists', 'typed_init', 'Quantizer',
            'IdentityQuantizer', 'CodebookQuantizer', 'VQEMAQuantizer', 'check_finite']
 
 # %% ../nbs/02_quantizers.ipynb #fa9a9d26
@@ -36,8 +36,8 @@ def to_maps(v:torch.Tensor, like:torch.Tensor) -> torch.Tensor:
     B, D, H, W = like.shape
     return v.reshape(B, H, W, D).permute(0, 3, 1, 2)
 
-def as_vectors(z:torch.Tensor, dim:int) -> torch.Tensor:
-    "The (N,D) vectors of (B,D,H,W) maps, (B,N,D) tokens or (N,D) vectors `z`, after checking its layout and its D against `dim`."
+def check_latents(z:torch.Tensor, dim:int):
+    "A ValueError (TypeError for a type) unless `z` is finite float (B,D,H,W) maps, (B,N,D) tokens or (N,D) vectors of D = `dim` channels."
     if not isinstance(z, torch.Tensor): raise TypeError(f'a quantizer takes a tensor, got {type(z).__name__}')
     if z.ndim not in (2, 3, 4):
         raise ValueError(f'a quantizer takes (B,D,H,W) maps, (B,N,D) tokens or (N,D) vectors; got a {z.ndim}-d tensor of shape {tuple(z.shape)}')
@@ -46,6 +46,12 @@ def as_vectors(z:torch.Tensor, dim:int) -> torch.Tensor:
     if D != dim: raise ValueError(f'the quantizer has dim={dim}, but the input of shape {tuple(z.shape)} has {D} channels '
                                   f'(D is axis 1 of (B,D,H,W) maps and the last axis of (B,N,D) tokens and (N,D) vectors)')
     if z.numel() == 0: raise ValueError(f'a quantizer needs at least one vector; got an empty tensor of shape {tuple(z.shape)}')
+    if z.device.type == 'cpu' and not torch.isfinite(z).all():   # on a GPU this check would wait for the device every step: skipped
+        raise ValueError(f'the quantizer\'s input has {int((~torch.isfinite(z)).sum())} NaN or infinite values (shape {tuple(z.shape)})')
+
+def as_vectors(z:torch.Tensor, dim:int) -> torch.Tensor:
+    "The (N,D) vectors of (B,D,H,W) maps, (B,N,D) tokens or (N,D) vectors `z`, after `check_latents`."
+    check_latents(z, dim)
     return to_vectors(z) if z.ndim == 4 else z.reshape(-1, dim)
 
 def in_layout(out:QuantOut, z:torch.Tensor) -> QuantOut:
@@ -88,7 +94,17 @@ class Quantizer(nn.Module):
 
     def forward(self, z:torch.Tensor) -> QuantOut:
         "Quantize `z`: (B,D,H,W) maps, (B,N,D) tokens or (N,D) vectors; `z_q` comes back shaped as `z`, `indices` as `z` without its D axis."
+        if self.training: self.warn_unscheduled()
         return in_layout(self.quantize(as_vectors(z, self.dim)), z)
+
+    anneals = False   # True for a quantizer whose schedule (BA-VQ's beta, Gumbel's temperature) moves with `set_progress`
+
+    def warn_unscheduled(self):
+        "Once: a warning if this quantizer anneals but is trained without `set_progress` ever being called (its schedule then stays at its start)."
+        if self.anneals and not getattr(self, '_progress_seen', False) and not getattr(self, '_warned', False):
+            self._warned = True
+            warnings.warn(f'{type(self).__name__} anneals with set_progress(frac), which has not been called: its schedule stays at its start. '
+                          'Call q.set_progress(fraction of training done) before each training step, as vqba_nb.train does.', stacklevel=3)
 
     def quantize(self, v:torch.Tensor) -> QuantOut:
         "The subclass's work on vectors `v` (N,D): a `QuantOut` with z_q (N,D) and indices (N,)."
