@@ -125,3 +125,12 @@ def test_an_annealed_quantizer_says_once_when_set_progress_is_missing():
 def test_non_finite_input_is_named():
     z = torch.randn(10, 8); z[3, 2] = float('inf')
     with pytest.raises(ValueError, match='1 NaN or infinite values'): VQEMAQuantizer(K=16, dim=8)(z)
+
+
+def test_inside_the_vqvae_non_finite_steps_are_the_training_loops():
+    "train.on_nonfinite (stop or skip) decides about a NaN step, so a quantizer inside VQVAE passes it on instead of raising."
+    from vqba_nb.model import VQVAE
+    q = VQEMAQuantizer(K=16, dim=8)
+    VQVAE(q, n_hid=16, n_res=1)
+    z = torch.randn(2, 8, 2, 2); z[0, 0, 0, 0] = float('nan')
+    assert not torch.isfinite(q.train()(z).z_q).all()

@@ -106,7 +106,7 @@ class FSQQuantizer(Quantizer):
     def indices_to_codes(self, idx:torch.Tensor) -> torch.Tensor: return indices_to_codes(idx, self.levels)
 
     def forward(self, z_e):
-        check_latents(z_e, self.dim)
+        check_latents(z_e, self.dim, self.reject_nonfinite)
         maps = z_e if z_e.ndim == 4 else z_e.reshape(-1, self.dim).t()[None, :, :, None]   # the 1x1 projections act on channels: vectors as one (1,dim,N,1) map
         z = self.proj_in(maps)                                # (B,d,H,W)
         codes = self.to_grid(to_vectors(z))                   # (N,d), N = B*H*W

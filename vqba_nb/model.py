@@ -64,6 +64,7 @@ class VQVAE(nn.Module):
     "Encoder -> quantizer -> decoder."
     def __init__(self, quantizer:Quantizer, n_hid:int=64, n_res:int=2):
         super().__init__()
+        quantizer.reject_nonfinite = False                  # a non-finite step is the training loop's to handle (train.on_nonfinite: stop or skip)
         feats = getattr(quantizer, 'features', None)   # a quantizer that reads the encoder's features before its last projection (Gumbel)
         if feats is not None and feats != 2 * n_hid: raise ValueError(f'quantizer.features must be 2 x model.n_hid = {2 * n_hid} (the encoder\'s feature channels), got {feats}')
         self.encoder, self.quantizer = Encoder(n_hid, quantizer.dim, n_res, project=feats is None), quantizer

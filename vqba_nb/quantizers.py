@@ -36,8 +36,8 @@ def to_maps(v:torch.Tensor, like:torch.Tensor) -> torch.Tensor:
     B, D, H, W = like.shape
     return v.reshape(B, H, W, D).permute(0, 3, 1, 2)
 
-def check_latents(z:torch.Tensor, dim:int):
-    "A ValueError (TypeError for a type) unless `z` is finite float (B,D,H,W) maps, (B,N,D) tokens or (N,D) vectors of D = `dim` channels."
+def check_latents(z:torch.Tensor, dim:int, finite:bool=True):
+    "A ValueError (TypeError for a type) unless `z` is float (B,D,H,W) maps, (B,N,D) tokens or (N,D) vectors of D = `dim` channels, and (`finite`, on the CPU) finite."
     if not isinstance(z, torch.Tensor): raise TypeError(f'a quantizer takes a tensor, got {type(z).__name__}')
     if z.ndim not in (2, 3, 4):
         raise ValueError(f'a quantizer takes (B,D,H,W) maps, (B,N,D) tokens or (N,D) vectors; got a {z.ndim}-d tensor of shape {tuple(z.shape)}')
@@ -46,12 +46,12 @@ def check_latents(z:torch.Tensor, dim:int):
     if D != dim: raise ValueError(f'the quantizer has dim={dim}, but the input of shape {tuple(z.shape)} has {D} channels '
                                   f'(D is axis 1 of (B,D,H,W) maps and the last axis of (B,N,D) tokens and (N,D) vectors)')
     if z.numel() == 0: raise ValueError(f'a quantizer needs at least one vector; got an empty tensor of shape {tuple(z.shape)}')
-    if z.device.type == 'cpu' and not torch.isfinite(z).all():   # on a GPU this check would wait for the device every step: skipped
+    if finite and z.device.type == 'cpu' and not torch.isfinite(z).all():   # on a GPU this check would wait for the device every step: skipped
         raise ValueError(f'the quantizer\'s input has {int((~torch.isfinite(z)).sum())} NaN or infinite values (shape {tuple(z.shape)})')
 
-def as_vectors(z:torch.Tensor, dim:int) -> torch.Tensor:
+def as_vectors(z:torch.Tensor, dim:int, finite:bool=True) -> torch.Tensor:
     "The (N,D) vectors of (B,D,H,W) maps, (B,N,D) tokens or (N,D) vectors `z`, after `check_latents`."
-    check_latents(z, dim)
+    check_latents(z, dim, finite)
     return to_vectors(z) if z.ndim == 4 else z.reshape(-1, dim)
 
 def in_layout(out:QuantOut, z:torch.Tensor) -> QuantOut:
@@ -95,8 +95,9 @@ class Quantizer(nn.Module):
     def forward(self, z:torch.Tensor) -> QuantOut:
         "Quantize `z`: (B,D,H,W) maps, (B,N,D) tokens or (N,D) vectors; `z_q` comes back shaped as `z`, `indices` as `z` without its D axis."
         if self.training: self.warn_unscheduled()
-        return in_layout(self.quantize(as_vectors(z, self.dim)), z)
+        return in_layout(self.quantize(as_vectors(z, self.dim, self.reject_nonfinite)), z)
 
+    reject_nonfinite = True   # non-finite input is an error; `VQVAE` turns it off: its training loop has a policy for non-finite steps (train.on_nonfinite)
     anneals = False   # True for a quantizer whose schedule (BA-VQ's beta, Gumbel's temperature) moves with `set_progress`
 
     def warn_unscheduled(self):
