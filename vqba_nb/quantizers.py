@@ -84,10 +84,9 @@ class Quantizer(nn.Module):
         super().__init_subclass__(**kw)
         if '__init__' in cls.__dict__: cls.__init__ = typed_init(cls.__init__)   # every subclass's arguments are type-checked
 
+    @typed_init
     def __init__(self, K:int, dim:int):
         super().__init__()
-        for name, n in (('K', K), ('dim', dim)):
-            if type(n) is not int: raise TypeError(f'{name} must be int, got {type(n).__name__} {n!r}')
         if K < 1: raise ValueError(f'K must be at least 1, got {K}')
         if dim < 1: raise ValueError(f'dim must be at least 1, got {dim}')
         self.K, self.dim = K, dim
