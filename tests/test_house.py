@@ -67,5 +67,15 @@ def untested_before_next_export(nb_path: Path) -> list[str]:
     return missing
 
 
-def test_training_notebook_tests_each_name_before_the_next_export():
-    assert untested_before_next_export(PKG.parent / 'nbs' / '04b_train.ipynb') == []
+def test_every_notebook_tests_each_name_before_the_next_export():
+    missing = {p.name: m for p in sorted((PKG.parent / 'nbs').glob('[0-9]*.ipynb')) if (m := untested_before_next_export(p))}
+    assert not missing, f'public names with no test before the next exported cell: {missing}'
+
+
+def test_the_export_checker_sees_an_untested_name(tmp_path):
+    import json
+    cells = ['#| export\ndef tested(): pass\ndef untested(): pass\nLIMIT = 3', 'assert tested() is None', '#| export\ndef later(): pass',
+             'later()']
+    nb = tmp_path / 'x.ipynb'
+    nb.write_text(json.dumps({'cells': [{'cell_type': 'code', 'source': c} for c in cells]}))
+    assert untested_before_next_export(nb) == ['untested', 'LIMIT']
