@@ -10,8 +10,8 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 # %% auto #0
-__all__ = ['LATENTS', 'PIXELS', 'Rate', 'rate_bits', 'rd_curve', 'BD', 'bd_psnr', 'bd_rate', 'upper_hull', 'Stretch',
-           'frontier_owners', 'SeedRange', 'seed_range']
+__all__ = ['LATENTS', 'PIXELS', 'Rate', 'rate_bits', 'rd_curve', 'BD', 'bd_psnr', 'bd_rate', 'gap_at_rate', 'upper_hull',
+           'Stretch', 'frontier_owners', 'SeedRange', 'seed_range']
 
 # %% ../nbs/01a_rd.ipynb #af11bab1
 LATENTS, PIXELS = 64, 32 * 32  # an 8x8 grid of latents for a 32x32 image: 16 pixels per latent
@@ -45,7 +45,7 @@ def rd_curve(rate:list, # bits per latent at each setting: a number, or one numb
 # %% ../nbs/01a_rd.ipynb #3b576638
 @dataclass(frozen=True)
 class BD:
-    "A Bjøntegaard delta of curve 2 against curve 1, or the reason there is none."
+    "A Bjøntegaard delta of curve 2 against curve 1 (or one point's `gap_at_rate`), or the reason there is none."
     kind: str          # 'BD-PSNR' (value in dB) or 'BD-rate' (value a fraction of bits: +1.0 is +100%)
     value: float|None  # None when the curves cannot be compared; `reason` says why
     lo: float|None     # the overlap it is taken over: bits per latent (BD-PSNR) or dB (BD-rate); None without overlap
@@ -54,6 +54,7 @@ class BD:
     def __str__(self):
         if self.value is None: return self.reason
         if self.kind == 'BD-PSNR': return f'BD-PSNR {self.value:+.3f} dB over {self.lo:.2f}-{self.hi:.2f} bits per latent'
+        if self.kind == 'PSNR gap': return f'{self.value:+.3f} dB from curve 1 at {self.lo:.2f} bits per latent'
         return f'BD-rate {100 * self.value:+.1f}% over {self.lo:.3f}-{self.hi:.3f} dB'
 
 # %% ../nbs/01a_rd.ipynb #23bc4710
@@ -109,6 +110,22 @@ def bd_rate(r1, p1, # curve 1, the reference: rates in bits per latent (k1,), PS
     if isinstance(ov, BD): return ov
     x = lambda r: np.log10(latents * r)
     return BD('BD-rate', float(10 ** _mean_gap(p1, x(r1), p2, x(r2), *ov) - 1), *ov)
+
+# %% ../nbs/01a_rd.ipynb #265342ba
+def gap_at_rate(r1, p1, # curve 1, the reference: rates in bits per latent (k1,), PSNRs in dB (k1,), any order
+                rate:float, # one point's rate, bits per latent
+                psnr:float, # its PSNR, dB
+                latents:int=LATENTS # latents per image: PSNR is interpolated against log10(bits per image)
+               ) -> BD:
+    "The point's PSNR minus curve 1's at the same rate (PCHIP in log rate, as `bd_psnr`); no number outside curve 1's rates."
+    r1, p1 = _points(r1, p1, 1)
+    if not (np.isfinite(rate) and rate > 0 and np.isfinite(psnr)): raise ValueError(f'rate must be finite and > 0, psnr finite; got {rate}, {psnr}')
+    rate, psnr = float(rate), float(psnr)
+    if len(r1) < 2: return BD('PSNR gap', None, None, None, f'curve 1 has {len(r1)} point(s), at least 2 are needed: no gap at equal rate')
+    if not r1[0] <= rate <= r1[-1]:
+        return BD('PSNR gap', None, rate, rate, f'{rate:.2f} bits per latent is outside curve 1 ({r1[0]:.2f}-{r1[-1]:.2f}): no gap at equal rate')
+    x = lambda r: np.log10(latents * np.asarray(r))
+    return BD('PSNR gap', float(psnr - PchipInterpolator(x(r1), p1)(x(rate))), rate, rate)
 
 # %% ../nbs/01a_rd.ipynb #ff106140
 def upper_hull(rate, # (n,) bits per latent of every point

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 import numpy as np
 from .analysis import ARMS, label, final, fmt
-from .rd import LATENTS, PIXELS, BD, rate_bits, bd_psnr, bd_rate, upper_hull, frontier_owners, seed_range
+from .rd import LATENTS, PIXELS, BD, rate_bits, bd_psnr, bd_rate, gap_at_rate, upper_hull, frontier_owners, seed_range
 
 # %% auto #0
 __all__ = ['RD_EPOCHS', 'RD_BASE', 'PAIRED_SEEDS', 'rd_runs', 'rd_points', 'pareto', 'rd_deltas', 'rd_frontier', 'rd_summary',
@@ -65,7 +65,7 @@ def pareto(pts:list[dict]) -> tuple[list[dict], list[int]]:
     return keep, dropped
 
 def rd_deltas(pts:dict, base:str=RD_BASE, min_overlap:float=0.5) -> dict:
-    "{arm: {'bd_psnr', 'bd_rate', 'seed_range'}} of every other method's curve against `base`'s (BD-rate on their `pareto` points); a delta without a number says why."
+    "{arm: {'bd_psnr', 'bd_rate', 'seed_range', 'gaps'}} of every other method's curve against `base`'s (BD-rate on their `pareto` points; `gaps`: each point's PSNR gap to `base`'s curve at its rate, and its seeds'); a delta without a number says why."
     if base not in pts: return {}
     b, out = pts[base], {}
     for arm, ps in pts.items():
@@ -79,7 +79,9 @@ def rd_deltas(pts:dict, base:str=RD_BASE, min_overlap:float=0.5) -> dict:
         else:
             s = seed_range(r1, p1, r2, p2, bd=bd_psnr, min_overlap=min_overlap)
             sr = {'lo': s.lo, 'hi': s.hi, 'reason': s.reason, 'per_seed': [x.value for x in s.deltas]}
-        out[arm] = {**d, 'seed_range': sr}
+        gaps = [{'K': q['K'], **_bd(gap_at_rate(*_curve(b), q['bits_per_latent'], q['psnr'])),
+                 'seeds': [gap_at_rate(*_curve(b), h, y).value for h, y in zip(q['seed_bits'], q['seed_psnr'])]} for q in ps]
+        out[arm] = {**d, 'seed_range': sr, 'gaps': gaps}
     return out
 
 # %% ../nbs/05_rd_study.ipynb #1239a0d6
@@ -114,6 +116,14 @@ def _delta_cell(d:dict|None, spec:str, scale:float=1., unit:str='') -> str:
     if d['value'] is None: return f"n/a ({d['reason'].split(': no ')[0]})"
     return f"{fmt(scale * d['value'], spec)}{unit} over {fmt(d['lo'], '.2f')}-{fmt(d['hi'], '.2f')}"
 
+def _gap_cells(m:dict, base:str) -> tuple[str, str]:
+    "A one-point method's two cells: its PSNR gap to the base's curve at its rate, and its seeds' gaps."
+    g = m['gaps'][0]
+    if g['value'] is None: return f"n/a (one point; {g['reason'].split(': no ')[0]})", '—'
+    s = [v for v in g['seeds'] if v is not None]
+    return (f"one point: {fmt(g['value'], '+.2f')} from {base}'s curve at its rate ({fmt(g['lo'], '.2f')})",
+            f"{fmt(min(s), '+.2f')} to {fmt(max(s), '+.2f')} (its seeds' gaps)" if len(s) > 1 else '—')
+
 def rd_table(summary:dict) -> str:
     "Markdown: per method its points (K: bits per latent, PSNR; seeds), BD-PSNR and BD-rate against the base with their overlaps, and BD-PSNR's seed range."
     base = label(summary['base'])
@@ -123,6 +133,8 @@ def rd_table(summary:dict) -> str:
         pts = '; '.join(f"{p['K']} ({len(p['seeds'])}): {fmt(p['bits_per_latent'], '.2f')}, {fmt(p['psnr'], '.2f')}" for p in m['points'])
         sr = m.get('seed_range') or {}
         srs = '—' if arm == summary['base'] else (f"{fmt(sr['lo'], '+.2f')} to {fmt(sr['hi'], '+.2f')}" if sr.get('lo') is not None else f"n/a ({sr.get('reason', '')})")
+        if arm != summary['base'] and len(m['points']) == 1 and m.get('gaps'):
+            lines.append(f"| {m['label']} | {pts} | " + ' | '.join(_gap_cells(m, base)) + ' | — |'); continue
         drop = ', '.join(f"{label(a)} K={'/'.join(map(str, ks))}" for a, ks in (m.get('bd_rate') or {}).get('dropped', {}).items() if ks)
         lines.append(f"| {m['label']} | {pts} | {'—' if arm == summary['base'] else _delta_cell(m.get('bd_psnr'), '+.2f')} | {srs} | "
                      f"{'—' if arm == summary['base'] else _delta_cell(m.get('bd_rate'), '+.0f', 100, '%') + (f' (without {drop}: no better than a cheaper point)' if drop else '')} |")
@@ -130,6 +142,7 @@ def rd_table(summary:dict) -> str:
     return '\n'.join(lines + ['', f"Rate: log2 of the whole-test-set perplexity (bits per latent; per pixel: / 16). Each point: the mean over its seeds. "
                               f"BD-PSNR: the mean PSNR gap to {base}'s curve over the rates both reach (PCHIP in log rate); BD-rate: the mean extra rate at "
                               f"equal PSNR. Seed range: BD-PSNR again with the settings that have seeds {', '.join(map(str, PAIRED_SEEDS))} taking each seed's values in turn. "
+                              f"A method with one point has no curve: its PSNR minus {base}'s curve at its rate instead (no number outside {base}'s rates). "
                               + (f"Continuous model (no quantizer): {fmt(c['psnr'], '.2f')} dB ({c['runs']} run)." if c['psnr'] is not None else '')])
 
 def rd_frontier_table(summary:dict) -> str:
@@ -186,6 +199,12 @@ def rd_answer(summary:dict, arm:str='ba') -> list[str]:
                    + (f" At equal PSNR it spends {fmt(100 * m['bd_rate']['value'], '+.0f')}% bits." if m['bd_rate']['value'] is not None else f" BD-rate: {m['bd_rate']['reason']}."))
     ranked = sorted(((a, x['bd_psnr']['value']) for a, x in summary['methods'].items() if (x.get('bd_psnr') or {}).get('value') is not None), key=lambda t: -t[1])
     if ranked: out.append(f'Against {base} at equal rate (BD-PSNR, dB): ' + ', '.join(f'{label(a)} {fmt(v, "+.2f")}' for a, v in ranked) + '.')
+    ones = [(a, x['gaps'][0]) for a, x in summary['methods'].items() if a != summary['base'] and len(x['points']) == 1 and x.get('gaps')]
+    def gap(g):
+        if g['value'] is None: return f"n/a ({g['reason']})"
+        s = [v for v in g['seeds'] if v is not None]
+        return fmt(g['value'], '+.2f') + (f" (seeds {fmt(min(s), '+.2f')} to {fmt(max(s), '+.2f')})" if len(s) > 1 else '')
+    if ones: out.append(f"One point each, against {base}'s curve at its own rate (PSNR gap, dB): " + '; '.join(f"{label(a)} K={g['K']} {gap(g)}" for a, g in ones) + '.')
     st = summary['frontier']['stretches']
     if st: out.append('Best reconstruction at each rate (the frontier of all runs): ' + '; '.join(
         f"{fmt(s['lo'], '.1f')}-{fmt(s['hi'], '.1f')} bits: {label(s['owner']) if s['owner'] else ' to '.join(map(label, s['methods']))}" for s in st) + '.')
