@@ -116,13 +116,18 @@ def _delta_cell(d:dict|None, spec:str, scale:float=1., unit:str='') -> str:
     if d['value'] is None: return f"n/a ({d['reason'].split(': no ')[0]})"
     return f"{fmt(scale * d['value'], spec)}{unit} over {fmt(d['lo'], '.2f')}-{fmt(d['hi'], '.2f')}"
 
+def _seed_gaps(g:dict, base:str) -> str:
+    "The range of a point's seeds' gaps to the base's curve, saying how many seeds lie within the base's rates; '' for one seed."
+    s, n = [v for v in g['seeds'] if v is not None], len(g['seeds'])
+    if n < 2: return ''
+    if not s: return f"no seed within {base}'s rates"
+    return (f"{fmt(min(s), '+.2f')} to {fmt(max(s), '+.2f')}" if len(s) > 1 else fmt(s[0], '+.2f')) + (f"; {len(s)} of {n} seeds within {base}'s rates" if len(s) < n else '')
+
 def _gap_cells(m:dict, base:str) -> tuple[str, str]:
     "A one-point method's two cells: its PSNR gap to the base's curve at its rate, and its seeds' gaps."
     g = m['gaps'][0]
     if g['value'] is None: return f"n/a (one point; {g['reason'].split(': no ')[0]})", '—'
-    s = [v for v in g['seeds'] if v is not None]
-    return (f"one point: {fmt(g['value'], '+.2f')} from {base}'s curve at its rate ({fmt(g['lo'], '.2f')})",
-            f"{fmt(min(s), '+.2f')} to {fmt(max(s), '+.2f')} (its seeds' gaps)" if len(s) > 1 else '—')
+    return f"one point: {fmt(g['value'], '+.2f')} from {base}'s curve at its rate ({fmt(g['lo'], '.2f')})", ("its seeds' gaps: " + _seed_gaps(g, base) if len(g['seeds']) > 1 else '—')
 
 def rd_table(summary:dict) -> str:
     "Markdown: per method its points (K: bits per latent, PSNR; seeds), BD-PSNR and BD-rate against the base with their overlaps, and BD-PSNR's seed range."
@@ -202,8 +207,7 @@ def rd_answer(summary:dict, arm:str='ba') -> list[str]:
     ones = [(a, x['gaps'][0]) for a, x in summary['methods'].items() if a != summary['base'] and len(x['points']) == 1 and x.get('gaps')]
     def gap(g):
         if g['value'] is None: return f"n/a ({g['reason']})"
-        s = [v for v in g['seeds'] if v is not None]
-        return fmt(g['value'], '+.2f') + (f" (seeds {fmt(min(s), '+.2f')} to {fmt(max(s), '+.2f')})" if len(s) > 1 else '')
+        return fmt(g['value'], '+.2f') + (f" (seeds {_seed_gaps(g, base)})" if len(g['seeds']) > 1 else '')
     if ones: out.append(f"One point each, against {base}'s curve at its own rate (PSNR gap, dB): " + '; '.join(f"{label(a)} K={g['K']} {gap(g)}" for a, g in ones) + '.')
     st = summary['frontier']['stretches']
     if st: out.append('Best reconstruction at each rate (the frontier of all runs): ' + '; '.join(
