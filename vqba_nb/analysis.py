@@ -14,9 +14,9 @@ from .data import CIFAR_VAR
 from .runs import parse_metrics
 
 # %% auto #0
-__all__ = ['ARMS', 'METRICS', 'HIGHER_IS_BETTER', 'CODEBOOK', 'MIN_SEEDS', 'RANGES', 'DIAGNOSTIC', 'SEED_K', 'SEED_EPOCHS',
-           'SEED_PPL', 'SEED_PSNR', 'SEED_BARS', 'read_run', 'find_runs', 'arm_of', 'label', 'arm_style', 'value',
-           'final', 'group_runs', 'frontier_runs', 'seeds_of', 'mean_ci', 'compare', 'holm', 'fmt', 'fmt_ci',
+__all__ = ['ARMS', 'COLOURS', 'METRICS', 'HIGHER_IS_BETTER', 'CODEBOOK', 'MIN_SEEDS', 'RANGES', 'DIAGNOSTIC', 'SEED_K',
+           'SEED_EPOCHS', 'SEED_PPL', 'SEED_PSNR', 'SEED_BARS', 'read_run', 'find_runs', 'arm_of', 'label', 'arm_style',
+           'value', 'final', 'group_runs', 'frontier_runs', 'seeds_of', 'mean_ci', 'compare', 'holm', 'fmt', 'fmt_ci',
            'epochs_label', 'fmt_seeds', 'stats_table', 'against_base', 'comparison_table', 'epochs_to', 'reach_table',
            'diagnostic_rows', 'diagnostic_table', 'rerun_table', 'bars_table', 'frontier_table']
 
@@ -70,10 +70,12 @@ def label(arm:str) -> str:
     "The readable name of an arm (the arm itself if it has none)."
     return ARMS.get(arm, arm)
 
+COLOURS = [f'C{i}' for i in range(10)] + ['C0', '#e6ab02', '#1b9e77', 'navy']   # by the order of ARMS: the constant-beta runs share the continuous model's (never in one figure)
+
 def arm_style(arm:str, K:int=512) -> dict:
     "Matplotlib style of an arm in every figure: one colour per arm, dashed for K=256 and dotted for other K below 512."
     i = list(ARMS).index(arm) if arm in ARMS else len(ARMS) + sum(map(ord, arm)) % 5
-    return {'color': f'C{i % 10}', 'linestyle': '-' if K >= 512 else ('--' if K == 256 else ':')}
+    return {'color': COLOURS[i] if i < len(COLOURS) else f'C{i % 10}', 'linestyle': '-' if K >= 512 else ('--' if K == 256 else ':')}
 
 # %% ../nbs/05_analysis.ipynb #08cfa667
 def _provenance(run_dir:Path) -> list[dict]:

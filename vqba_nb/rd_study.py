@@ -169,7 +169,7 @@ def plot_rd(summary:dict):
     for arm, m in summary['methods'].items():
         x, y = _curve(m['points']); ys += y
         st = _style(arm, 512)
-        ax.plot(x, y, marker='o', ms=5, color=st['color'], lw=1.5 if len(x) > 1 else 0, label=f"{m['label']} ({len(x)} point{'s' if len(x) > 1 else ''})")
+        ax.plot(x, y, marker='o' if len(x) > 1 else 'D', ms=5, color=st['color'], lw=1.5 if len(x) > 1 else 0, label=f"{m['label']} ({len(x)} point{'s' if len(x) > 1 else ''})")   # a lone point: a diamond
         for p in m['points']:
             if len(p['seeds']) > 1: ax.scatter(p['seed_bits'], p['seed_psnr'], s=9, color=st['color'], alpha=0.5, lw=0)
         if len(x) > 1:
