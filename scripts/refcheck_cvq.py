@@ -18,6 +18,7 @@ is the rule `vqba_nb.cvq.last_argmax` follows; `--unstable` runs it as it is.
 from __future__ import annotations
 import argparse, contextlib, copy, sys, types
 import torch
+from refcheck_train import add_train_args, train_side_by_side
 
 
 def stub_einops():
@@ -105,50 +106,16 @@ def reference_quantizer(VectorQuantiser):
     return ReferenceCVQ
 
 
-def train_side_by_side(VectorQuantiser, data_dir:str, images:int, epochs:int, test_images:int, seed:int) -> list[dict]:
-    "The study's model and configs/cvq.yaml trained from the same seed on the same CIFAR-10 subset with `CVQQuantizer`, with the reference's quantiser, and with `CVQQuantizer` breaking ties toward the first code."
-    import tempfile
-    from vqba_nb.config import config_from_dict, merge_configs, read_yaml
-    from vqba_nb.registry import QUANTIZERS
-    from vqba_nb.runs import read_metrics
-    from vqba_nb.train import load_data, run
-    trace = {}   # per training step, each quantizer's VQ loss and codes used: where the two runs part
-    def traced(cls, kind):
-        class Traced(cls):
-            def quantize(self, v):
-                out = super().quantize(v)
-                if self.training: trace.setdefault(kind, []).append((out.loss.item(), int(out.indices.unique().numel())))
-                return out
-        Traced.__name__ = cls.__name__
-        return Traced
-    QUANTIZERS['cvq_traced'] = traced(QUANTIZERS['cvq'], 'cvq')
+def train_variants(VectorQuantiser) -> dict:
+    "`CVQQuantizer`, the reference's quantiser behind our interface, and `CVQQuantizer` breaking ties toward the first code (as valid: how far one tie moves a run)."
     import vqba_nb.cvq as cvq_module
-    class FirstTies(QUANTIZERS['cvq']):   # this project's quantizer with ties broken toward the first code: as valid, and a measure of how far one tie moves a run
+    from vqba_nb.cvq import CVQQuantizer
+    class FirstTies(CVQQuantizer):
         def quantize(self, v):
             last, cvq_module.last_argmax = cvq_module.last_argmax, lambda s, dim: s.argmax(dim)
             try: return super().quantize(v)
             finally: cvq_module.last_argmax = last
-    QUANTIZERS['cvq_first_ties'] = traced(FirstTies, 'cvq_first_ties')
-    QUANTIZERS['cvq_reference'] = traced(reference_quantizer(VectorQuantiser), 'cvq_reference')
-    base = read_yaml('configs/cvq.yaml')
-    over = {'data': {'dir': data_dir, 'subset': images, 'test_subset': test_images}, 'train': {'epochs': epochs, 'seed': seed, 'ckpt_every': 0}, 'wandb': {'mode': 'disabled'}}
-    data = load_data(config_from_dict(merge_configs(base, over)))
-    rows = []
-    for kind in ('cvq', 'cvq_reference', 'cvq_first_ties'):
-        cfg = merge_configs(base, over)
-        cfg['quantizer'] = {**cfg['quantizer'], 'type': 'cvq_traced' if kind == 'cvq' else kind}
-        with tempfile.TemporaryDirectory() as t:
-            _, rd = run(config_from_dict({**cfg, 'name': kind, 'out_dir': t}), data=data, quiet=True)
-            rows += [{'quantizer': kind, **{k: m[k] for k in ('epoch', 'train_loss', 'train_commitment_loss', 'test_recon_loss', 'test_psnr', 'test_perplexity', 'test_dead_codes')}}
-                     for m in read_metrics(rd)]
-    for other in ('cvq_reference', 'cvq_first_ties'):
-        a, b = trace['cvq'], trace[other]
-        rel = [abs(x[0] - y[0]) / max(abs(y[0]), 1e-12) for x, y in zip(a, b)]
-        part = next((i for i, r in enumerate(rel) if r > 1e-3 or a[i][1] != b[i][1]), None)
-        print(f"cvq against {other}, {len(a)} steps: VQ loss equal to 1e-3 relative and the same number of codes used in the first {len(a) if part is None else part} steps")
-        for i in sorted({0, 1, 9, 24, 49, 99, 199, 299, len(a) - 1} | ({part - 1, part, part + 1} if part else set())):
-            if 0 <= i < len(a): print(f'  step {i + 1}: VQ loss {a[i][0]:.6g} vs {b[i][0]:.6g} (relative difference {rel[i]:.2e}); codes used {a[i][1]} vs {b[i][1]}')
-    return rows
+    return {'cvq': CVQQuantizer, 'cvq_reference': reference_quantizer(VectorQuantiser), 'cvq_first_ties': FirstTies}
 
 
 def main(argv=None):
@@ -161,22 +128,14 @@ def main(argv=None):
     p.add_argument('--lr', type=float, default=3e-4, help="Adam's learning rate on the codebook (the reference's)")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--unstable', action='store_true', help="run the reference's sort as it is (ties broken arbitrarily)")
-    p.add_argument('--train', metavar='DATA_DIR', help='instead: train the study model with each quantizer on CIFAR-10 from DATA_DIR (holding cifar-10-batches-py)')
-    p.add_argument('--images', type=int, default=12800, help='--train: training images (a subset)')
-    p.add_argument('--epochs', type=int, default=3, help='--train: epochs')
-    p.add_argument('--test-images', type=int, default=1000, help='--train: test images')
+    add_train_args(p)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     try: import einops  # noqa: F401
     except ImportError: stub_einops()
     sys.path.insert(0, a.ref)
     from quantise import VectorQuantiser
-    if a.train:
-        rows = train_side_by_side(VectorQuantiser, a.train, a.images, a.epochs, a.test_images, a.seed)
-        cols = list(rows[0])
-        print('| ' + ' | '.join(cols) + ' |'); print('|' + '---|' * len(cols))
-        for r in rows: print('| ' + ' | '.join(f'{r[c]:.4g}' if isinstance(r[c], float) else str(r[c]) for c in cols) + ' |')
-        return rows
+    if a.train: return train_side_by_side('configs/cvq.yaml', train_variants(VectorQuantiser), a.train, a.images, a.epochs, a.test_images, a.seed)
     rows = [r for resync in (False, True) for d in ('cos', 'l2') for r in compare(VectorQuantiser, d, a.steps, a.K, a.dim, a.batch, a.lr, a.seed, resync, not a.unstable)]
     cols = list(rows[0])
     print('| ' + ' | '.join(cols) + ' |'); print('|' + '---|' * len(cols))

@@ -4,6 +4,7 @@
     git -C /work/.mirror/youngsheen+SimVQ/repo archive d8bd94d taming/modules/vqvae/quantize.py | tar -x -C /tmp/simvq_ref
     python -m pip install --target /tmp/refdeps_simvq einops          # the reference's one import this venv lacks
     python scripts/refcheck_simvq.py --ref /tmp/simvq_ref --deps /tmp/refdeps_simvq
+    python scripts/refcheck_simvq.py --ref /tmp/simvq_ref --deps /tmp/refdeps_simvq --train ../shared/data   # the study model trained with each
 
 The reference's module (github.com/youngsheen/SimVQ, taming/modules/vqvae/quantize.py) is loaded from its file alone:
 it imports only torch, numpy and einops, so nothing is stubbed. Each case builds both quantizers, copies ours' C, W and
@@ -17,11 +18,13 @@ True (its class default) puts it on the codebook term, as our commitment=1, code
 import argparse, importlib.util, sys
 from pathlib import Path
 import torch
+from refcheck_train import add_train_args
 
 p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
 p.add_argument('--ref', required=True, help='folder holding taming/modules/vqvae/quantize.py of the reference')
 p.add_argument('--deps', help='folder of the reference\'s extra pure-Python packages (einops), put first on sys.path')
 p.add_argument('--steps', type=int, default=20, help='Adam steps of the training comparison')
+add_train_args(p)
 a = p.parse_args()
 torch.set_num_threads(1)
 if a.deps: sys.path.insert(0, a.deps)
@@ -30,6 +33,35 @@ if not path.is_file(): sys.exit(f'error: {path} not found: extract the reference
 spec = importlib.util.spec_from_file_location('simvq_reference', path)
 ref_mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(ref_mod)
 from vqba_nb.simvq import SimVQQuantizer
+
+
+def reference_quantizer():
+    "The authors' `SimVQ` behind this project's quantizer interface (its ImageNet config: legacy false, beta 0.25), holding our C, W and b."
+    import torch.nn.functional as F
+    from vqba_nb.quantizers import Quantizer, QuantOut
+    class ReferenceSimVQ(Quantizer):
+        def __init__(self, K:int=512, dim:int=64, commitment:float=0.25, codebook_weight:float=1., bias:bool=True, seed:int=0):
+            super().__init__(K, dim)
+            if (commitment, codebook_weight, bias) != (0.25, 1., True): raise ValueError("the reference's config is commitment 0.25, codebook_weight 1, a bias")
+            ours = SimVQQuantizer(K, dim, seed=seed)
+            with torch.random.fork_rng(devices=[]): self.ref = ref_mod.SimVQ(K, dim, beta=0.25, legacy=False)   # its draws stay off the global generator
+            with torch.no_grad():
+                self.ref.embedding.weight.copy_(ours.frozen_codebook)
+                self.ref.embedding_proj.weight.copy_(ours.proj.weight); self.ref.embedding_proj.bias.copy_(ours.proj.bias)
+        @property
+        def codebook(self): return self.ref.embedding_proj(self.ref.embedding.weight)
+        def quantize(self, v):
+            (z_q, _, idx), parts = self.ref(v[:, :, None, None])   # (N,D) as N one-pixel maps
+            z_q = z_q[:, :, 0, 0]
+            with torch.no_grad(): gap = (z_q - v).square().mean()
+            return QuantOut(z_q, parts.commitment, idx.flatten(), {'commitment_loss': gap})
+    return ReferenceSimVQ
+
+
+if a.train:
+    from refcheck_train import train_side_by_side
+    train_side_by_side('configs/simvq.yaml', {'simvq': SimVQQuantizer, 'simvq_reference': reference_quantizer()}, a.train, a.images, a.epochs, a.test_images, seed=0)   # the study's seed 0
+    sys.exit(0)
 
 
 def pair(K, D, legacy, seed, dtype):
