@@ -37,7 +37,6 @@ from vqba_nb.simvq import SimVQQuantizer
 
 def reference_quantizer():
     "The authors' `SimVQ` behind this project's quantizer interface (its ImageNet config: legacy false, beta 0.25), holding our C, W and b."
-    import torch.nn.functional as F
     from vqba_nb.quantizers import Quantizer, QuantOut
     class ReferenceSimVQ(Quantizer):
         def __init__(self, K:int=512, dim:int=64, commitment:float=0.25, codebook_weight:float=1., bias:bool=True, seed:int=0):

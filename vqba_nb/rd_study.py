@@ -79,8 +79,9 @@ def rd_deltas(pts:dict, base:str=RD_BASE, min_overlap:float=0.5) -> dict:
         else:
             s = seed_range(r1, p1, r2, p2, bd=bd_psnr, min_overlap=min_overlap)
             sr = {'lo': s.lo, 'hi': s.hi, 'reason': s.reason, 'per_seed': [x.value for x in s.deltas]}
-        gaps = [{'K': q['K'], **_bd(gap_at_rate(*_curve(b), q['bits_per_latent'], q['psnr'])),
-                 'seeds': [gap_at_rate(*_curve(b), h, y).value for h, y in zip(q['seed_bits'], q['seed_psnr'])]} for q in ps]
+        rb, yb = _curve(b)
+        gaps = [{'K': q['K'], **_bd(gap_at_rate(rb, yb, q['bits_per_latent'], q['psnr'])),
+                 'seeds': [gap_at_rate(rb, yb, h, y).value for h, y in zip(q['seed_bits'], q['seed_psnr'])]} for q in ps]
         out[arm] = {**d, 'seed_range': sr, 'gaps': gaps}
     return out
 
@@ -123,6 +124,10 @@ def _seed_gaps(g:dict, base:str) -> str:
     if not s: return f"no seed within {base}'s rates"
     return (f"{fmt(min(s), '+.2f')} to {fmt(max(s), '+.2f')}" if len(s) > 1 else fmt(s[0], '+.2f')) + (f"; {len(s)} of {n} seeds within {base}'s rates" if len(s) < n else '')
 
+def _lone(summary:dict) -> list[tuple[str, dict]]:
+    "The methods other than the base with one point (a gap to the base's curve instead of a delta), as (arm, method) pairs."
+    return [(a, m) for a, m in summary['methods'].items() if a != summary['base'] and len(m['points']) == 1 and m.get('gaps')]
+
 def _gap_cells(m:dict, base:str) -> tuple[str, str]:
     "A one-point method's two cells: its PSNR gap to the base's curve at its rate, and its seeds' gaps."
     g = m['gaps'][0]
@@ -134,12 +139,13 @@ def rd_table(summary:dict) -> str:
     base = label(summary['base'])
     lines = [f'| method | points: K (seeds): bits per latent, PSNR dB | BD-PSNR vs {base} (dB), over bits per latent | seed range | BD-rate vs {base}, over dB |',
              '|---|---|---|---|---|']
+    lone = dict(_lone(summary))
     for arm, m in summary['methods'].items():
         pts = '; '.join(f"{p['K']} ({len(p['seeds'])}): {fmt(p['bits_per_latent'], '.2f')}, {fmt(p['psnr'], '.2f')}" for p in m['points'])
+        if arm in lone:
+            lines.append(f"| {m['label']} | {pts} | " + ' | '.join(_gap_cells(m, base)) + ' | — |'); continue
         sr = m.get('seed_range') or {}
         srs = '—' if arm == summary['base'] else (f"{fmt(sr['lo'], '+.2f')} to {fmt(sr['hi'], '+.2f')}" if sr.get('lo') is not None else f"n/a ({sr.get('reason', '')})")
-        if arm != summary['base'] and len(m['points']) == 1 and m.get('gaps'):
-            lines.append(f"| {m['label']} | {pts} | " + ' | '.join(_gap_cells(m, base)) + ' | — |'); continue
         drop = ', '.join(f"{label(a)} K={'/'.join(map(str, ks))}" for a, ks in (m.get('bd_rate') or {}).get('dropped', {}).items() if ks)
         lines.append(f"| {m['label']} | {pts} | {'—' if arm == summary['base'] else _delta_cell(m.get('bd_psnr'), '+.2f')} | {srs} | "
                      f"{'—' if arm == summary['base'] else _delta_cell(m.get('bd_rate'), '+.0f', 100, '%') + (f' (without {drop}: no better than a cheaper point)' if drop else '')} |")
@@ -204,7 +210,7 @@ def rd_answer(summary:dict, arm:str='ba') -> list[str]:
                    + (f" At equal PSNR it spends {fmt(100 * m['bd_rate']['value'], '+.0f')}% bits." if m['bd_rate']['value'] is not None else f" BD-rate: {m['bd_rate']['reason']}."))
     ranked = sorted(((a, x['bd_psnr']['value']) for a, x in summary['methods'].items() if (x.get('bd_psnr') or {}).get('value') is not None), key=lambda t: -t[1])
     if ranked: out.append(f'Against {base} at equal rate (BD-PSNR, dB): ' + ', '.join(f'{label(a)} {fmt(v, "+.2f")}' for a, v in ranked) + '.')
-    ones = [(a, x['gaps'][0]) for a, x in summary['methods'].items() if a != summary['base'] and len(x['points']) == 1 and x.get('gaps')]
+    ones = [(a, x['gaps'][0]) for a, x in _lone(summary)]
     def gap(g):
         if g['value'] is None: return f"n/a ({g['reason']})"
         return fmt(g['value'], '+.2f') + (f" (seeds {_seed_gaps(g, base)})" if len(g['seeds']) > 1 else '')
