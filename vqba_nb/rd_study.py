@@ -11,11 +11,12 @@ from .analysis import ARMS, label, final, fmt
 from .rd import LATENTS, PIXELS, BD, rate_bits, bd_psnr, bd_rate, gap_at_rate, upper_hull, frontier_owners, seed_range
 
 # %% auto #0
-__all__ = ['RD_EPOCHS', 'RD_BASE', 'PAIRED_SEEDS', 'rd_runs', 'rd_points', 'pareto', 'rd_deltas', 'rd_frontier', 'rd_summary',
-           'write_rd_json', 'rd_table', 'rd_frontier_table', 'plot_rd', 'rd_answer']
+__all__ = ['RD_EPOCHS', 'RD_BASE', 'PAIRED_SEEDS', 'RD_ALSO', 'rd_runs', 'rd_points', 'pareto', 'rd_deltas', 'rd_frontier',
+           'rd_summary', 'write_rd_json', 'rd_table', 'rd_frontier_table', 'plot_rd', 'rd_answer']
 
 # %% ../nbs/05_rd_study.ipynb #6b3865ba
 RD_EPOCHS, RD_BASE, PAIRED_SEEDS = 10, 'vqema', (0, 1, 2)   # the seed's protocol; the curve every method is compared with; the seeds paired by index
+RD_ALSO = 'vqema_restart'   # a second curve for the points' gaps: the study's best codebook, whose rates reach further than VQ-EMA's
 
 def _seed(r:dict) -> int: return int((r['config'].get('train') or {}).get('seed', 0))
 
@@ -64,8 +65,14 @@ def pareto(pts:list[dict]) -> tuple[list[dict], list[int]]:
         else: keep.append(p)
     return keep, dropped
 
-def rd_deltas(pts:dict, base:str=RD_BASE, min_overlap:float=0.5) -> dict:
-    "{arm: {'bd_psnr', 'bd_rate', 'seed_range', 'gaps'}} of every other method's curve against `base`'s (BD-rate on their `pareto` points; `gaps`: each point's PSNR gap to `base`'s curve at its rate, and its seeds'); a delta without a number says why."
+def _gaps(ref:list[dict], ps:list[dict]) -> list[dict]:
+    "Each point of `ps`: its PSNR gap to the curve through `ref`'s points at its own rate, and each of its seeds' gaps."
+    rb, yb = _curve(ref)
+    return [{'K': q['K'], **_bd(gap_at_rate(rb, yb, q['bits_per_latent'], q['psnr'])),
+             'seeds': [gap_at_rate(rb, yb, h, y).value for h, y in zip(q['seed_bits'], q['seed_psnr'])]} for q in ps]
+
+def rd_deltas(pts:dict, base:str=RD_BASE, min_overlap:float=0.5, also:str|None=RD_ALSO) -> dict:
+    "{arm: {'bd_psnr', 'bd_rate', 'seed_range', 'gaps', 'gaps_also'}} of every other method's curve against `base`'s (BD-rate on their `pareto` points; `gaps`: each point's PSNR gap to `base`'s curve at its rate, and its seeds'; `gaps_also`: the same against `also`'s curve, None without one); a delta without a number says why."
     if base not in pts: return {}
     b, out = pts[base], {}
     for arm, ps in pts.items():
@@ -79,10 +86,7 @@ def rd_deltas(pts:dict, base:str=RD_BASE, min_overlap:float=0.5) -> dict:
         else:
             s = seed_range(r1, p1, r2, p2, bd=bd_psnr, min_overlap=min_overlap)
             sr = {'lo': s.lo, 'hi': s.hi, 'reason': s.reason, 'per_seed': [x.value for x in s.deltas]}
-        rb, yb = _curve(b)
-        gaps = [{'K': q['K'], **_bd(gap_at_rate(rb, yb, q['bits_per_latent'], q['psnr'])),
-                 'seeds': [gap_at_rate(rb, yb, h, y).value for h, y in zip(q['seed_bits'], q['seed_psnr'])]} for q in ps]
-        out[arm] = {**d, 'seed_range': sr, 'gaps': gaps}
+        out[arm] = {**d, 'seed_range': sr, 'gaps': _gaps(b, ps), 'gaps_also': _gaps(pts[also], ps) if also in pts and arm != also else None}
     return out
 
 # %% ../nbs/05_rd_study.ipynb #1239a0d6
@@ -102,7 +106,7 @@ def rd_summary(runs:list[dict], base:str=RD_BASE, epochs:int=RD_EPOCHS) -> dict:
     pts = rd_points(by)
     deltas = rd_deltas(pts, base)
     ceil = [final(r, 'test_psnr') for r in runs if r['arm'] == 'identity' and r['metrics'] and r['metrics'][-1]['epoch'] == epochs]
-    return {'epochs': epochs, 'base': base, 'rate': 'log2 of the whole-test-set perplexity', 'distortion': 'test_psnr (mean of per-image PSNR, dB)',
+    return {'epochs': epochs, 'base': base, 'also': RD_ALSO, 'rate': 'log2 of the whole-test-set perplexity', 'distortion': 'test_psnr (mean of per-image PSNR, dB)',
             'ceiling': {'psnr': float(np.mean(ceil)) if ceil else None, 'runs': len(ceil)},
             'methods': {arm: {'label': label(arm), 'points': ps, **deltas.get(arm, {})} for arm, ps in pts.items()},
             'frontier': rd_frontier(by)}
@@ -211,10 +215,15 @@ def rd_answer(summary:dict, arm:str='ba') -> list[str]:
     ranked = sorted(((a, x['bd_psnr']['value']) for a, x in summary['methods'].items() if (x.get('bd_psnr') or {}).get('value') is not None), key=lambda t: -t[1])
     if ranked: out.append(f'Against {base} at equal rate (BD-PSNR, dB): ' + ', '.join(f'{label(a)} {fmt(v, "+.2f")}' for a, v in ranked) + '.')
     ones = [(a, x['gaps'][0]) for a, x in _lone(summary)]
-    def gap(g):
+    def gap(g, ref=base):
         if g['value'] is None: return f"n/a ({g['reason']})"
-        return fmt(g['value'], '+.2f') + (f" (seeds {_seed_gaps(g, base)})" if len(g['seeds']) > 1 else '')
+        return fmt(g['value'], '+.2f') + (f" (seeds {_seed_gaps(g, ref)})" if len(g['seeds']) > 1 else '')
     if ones: out.append(f"One point each, against {base}'s curve at its own rate (PSNR gap, dB): " + '; '.join(f"{label(a)} K={g['K']} {gap(g)}" for a, g in ones) + '.')
+    also = [(a, x['gaps_also'][0]) for a, x in _lone(summary) if x.get('gaps_also')]
+    if also:
+        r = _curve(summary['methods'][summary['also']]['points'])[0]
+        out.append(f"The same against {label(summary['also'])}'s curve ({fmt(min(r), '.2f')}-{fmt(max(r), '.2f')} bits): "
+                   + '; '.join(f"{label(a)} K={g['K']} {gap(g, label(summary['also']))}" for a, g in also) + '.')
     st = summary['frontier']['stretches']
     if st: out.append('Best reconstruction at each rate (the frontier of all runs): ' + '; '.join(
         f"{fmt(s['lo'], '.1f')}-{fmt(s['hi'], '.1f')} bits: {label(s['owner']) if s['owner'] else ' to '.join(map(label, s['methods']))}" for s in st) + '.')
