@@ -223,18 +223,25 @@ def _study_needed(groups:dict, fr:dict) -> str:
             '`python scripts/sweep.py --sweep sweeps/study.yaml` (it skips the runs already recorded in results/study); then '
             '`python scripts/analyze.py --results results/study results/rd` answers the questions from the study\'s records.')
 
+# %% ../nbs/05a_verdict.ipynb #b3c0d1e5
+def _best_codebook(groups:dict, arms:list, Ks:list, best:str='vqema_restart') -> list[str]:
+    "Question 3's bullets on `arms` against `best` (VQ-EMA + restart, the study's best codebook), Holm over `arms` per metric; [] until `best` and one of them ran at a K."
+    b = [x for x in _ask(groups, best, arms, ['test_perplexity', 'test_psnr'], Ks) if not x.startswith('- pending')]   # question 3's own pending line names them
+    return [f'- against {label(best)}, the best codebook of the study (Holm over {", ".join(map(label, arms))} per metric):', *b] if b else []
+
 # %% ../nbs/05a_verdict.ipynb #e3361c27
 def verdict(groups:dict, fr:dict|None=None, bench:dict|None=None,
             rd:dict|None=None # the rate-distortion study's summary (`rd_summary`), for question 9
            ) -> str:
     "The study's questions, answered from the numbers and hedged by the statistics; `bench`: a benchmark's JSON for the cost."
     Ks = list(dict.fromkeys(K for a, K in groups if a in ('vqema', 'ba'))) or [SEED_K]
-    fixes, ablations = ['vqema_restart', 'kmeans', 'fsq', 'vqema_rotation', 'cvq', 'simvq'], ['ba_uniform', 'ba_balanced']
+    modern = ['vqema_rotation', 'cvq', 'simvq']   # the fixes practitioners use today, also set against the study's best codebook
+    fixes, ablations = ['vqema_restart', 'kmeans', 'fsq', *modern], ['ba_uniform', 'ba_balanced']
     at = lambda arms: _at(groups, Ks, arms)
     wall = lambda K: [] if bench else _wall_time(groups, K)   # a benchmark, when given, times the cost instead
     answers = [_ask(groups, 'vqema', ['ba'], ['test_perplexity', 'used_codes'], Ks),
                _ask(groups, 'vqema', ['ba'], ['test_psnr'], Ks, wall) + bench_cost(bench) + _at_equal_rate(rd),
-               _ask(groups, 'ba', fixes, ['test_perplexity', 'test_psnr'], at(fixes)),
+               _ask(groups, 'ba', fixes, ['test_perplexity', 'test_psnr'], at(fixes)) + _best_codebook(groups, modern, at(modern)),
                _ask(groups, 'ba', ablations, ['test_perplexity', 'test_psnr'], at(ablations)),
                dead_codes(groups, Ks) + _ask(groups, 'ba', ['ba_restart'], ['used_codes', 'test_psnr'], at(['ba_restart'])),
                _frontier_verdict(fr or {}), _same_story(groups), _frontier_of_arms(groups),
