@@ -376,7 +376,9 @@ def _launcher() -> str:
     return f'torchrun --nproc_per_node {dist.launched()}' if dist.launched() > 1 else 'python'
 
 def main(argv:list[str]|None=None):
-    "Entry point of `vqba-train` and scripts/train.py: user errors print one line and exit with status 2."
-    try: sys.exit(_main(argv))
-    except UserError as e: fail(e)
-    except (MemoryError, torch.OutOfMemoryError): fail('out of memory: lower data.batch_size, data.subset or the model size (model.n_hid, quantizer.K)')
+    "Entry point of `vqba-train` and scripts/train.py: user errors print one line and exit with status 2; under torchrun each process leaves the group first (`dist.leave`)."
+    try:
+        try: sys.exit(_main(argv))
+        except UserError as e: fail(e)
+        except (MemoryError, torch.OutOfMemoryError): fail('out of memory: lower data.batch_size, data.subset or the model size (model.n_hid, quantizer.K)')
+    except SystemExit as e: dist.leave(e.code)
